@@ -1,0 +1,2 @@
+"""The control plane: API server and storage, scheduler, controllers. Talks to nodes
+over HTTP only."""

@@ -1,0 +1,1 @@
+"""The `kubeling` command: one front door that dispatches to each layer's CLI."""

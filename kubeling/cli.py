@@ -1,0 +1,31 @@
+"""`kubeling <component> ...`: dispatch to each layer's command line, importing only
+the one asked for (start-up time matters for `kubeling runtime`)."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: kubeling <command> [args...]
+
+commands:
+  runtime   the OCI runtime, runc's command line (also installed as kubeling-runtime)
+  demo      run a busybox container through the runtime and print what it says
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "runtime":
+        from runtime.cli import main as runtime_main
+
+        return int(runtime_main(rest))
+    if command == "demo":
+        from kubeling.demo import main as demo_main
+
+        return demo_main(rest)
+    sys.stderr.write(f"kubeling: unknown command {command!r}\n{USAGE}")
+    return 2
