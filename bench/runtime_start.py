@@ -87,9 +87,7 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="kubeling-bench-")
     try:
         bundle = make_bundle(work)
-        kubeling = shutil.which("kubeling-runtime") or os.path.join(
-            os.path.dirname(sys.executable), "kubeling-runtime"
-        )
+        kubeling = os.path.join(os.path.dirname(sys.executable), "kubeling-runtime")
         runners: dict[str, Callable[[], None]] = {
             "crun": cli_runner(["crun", "--root", f"{work}/crun", "run", "c"], bundle),
             "runc": cli_runner(["runc", "--root", f"{work}/runc", "run", "r"], bundle),

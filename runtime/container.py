@@ -153,6 +153,7 @@ class Runtime:
     ) -> st.ContainerState:
         # Imported here: of all verbs only create needs the setup code (and ctypes).
         from runtime.channel import channel_pair
+        from runtime.fork import fork_child
         from runtime.init import InitContext, run_intermediate
 
         cgroup = _open_cgroup(container_id, config)
@@ -185,20 +186,25 @@ class Runtime:
         if not monitor:
             self.syscalls.set_child_subreaper()
         _flush_stdio()
-        intermediate = os.fork()
-        if intermediate == 0:
+
+        def intermediate_process() -> None:
             parent.close()
             run_intermediate(ctx)
+
+        intermediate = fork_child(intermediate_process)
         child.close()
         for fd in (fifo_fd, exit_fd, console_fd):
             if fd >= 0:
                 os.close(fd)
         pids: list[int] = [intermediate]
         undo.append(lambda: _kill_and_reap(pids))
+        _record_creating(directory, _cgroup_path(container_id, config), pids)
         try:
             if not cgroup_first:
                 self._make_cgroup(cgroup, config)
-            init_pid = self._drive_setup(container_id, bundle, config, parent, cgroup, pids)
+            init_pid = self._drive_setup(
+                container_id, bundle, config, parent, cgroup, pids, directory
+            )
         finally:
             parent.close()
         record = {
@@ -234,6 +240,7 @@ class Runtime:
         channel: Channel,
         cgroup: Any,
         pids: list[int],
+        directory: str,
     ) -> int:
         """The parent's half of the setup protocol (see `runtime.channel`)."""
         from runtime.init import has_runtime_hooks
@@ -245,6 +252,7 @@ class Runtime:
             channel.send("mapped")
         init_pid = channel.expect("init_pid", on_warning=log.warning)["pid"]
         pids.insert(0, init_pid)
+        _record_creating(directory, _cgroup_path(container_id, config), pids)
         try:
             cgroup.add_process(init_pid)
         except Exception:
@@ -259,7 +267,7 @@ class Runtime:
             channel.expect("run_hooks", on_warning=log.warning)
 
             hook_state = {
-                "ociVersion": st.OCI_VERSION, "id": container_id, "status": st.CREATING,
+                "ociVersion": st.OCI_VERSION, "id": container_id, "status": st.CREATED,
                 "pid": init_pid, "bundle": bundle,
                 "annotations": config.get("annotations", {}),
             }  # fmt: skip
@@ -339,9 +347,8 @@ class Runtime:
         try:
             container = self.load(container_id)
         except InvalidState:
-            # A create that died half way: nothing runs; remove what is there.
             if force:
-                _remove_tree(self.store.directory(container_id))
+                self._delete_half_created(container_id)
                 return
             raise
         status = self.status(container)
@@ -363,6 +370,28 @@ class Runtime:
                 log.warning(str(e))
         cgroup.remove()
         _remove_tree(container.directory)
+
+    def _delete_half_created(self, container_id: str) -> None:
+        """A create that died half way (killed caller): kill the processes it had
+        forked and remove its cgroup, as recorded in creating.json, then the rest."""
+        directory = self.store.directory(container_id)
+        try:
+            with open(os.path.join(directory, "creating.json"), "rb") as f:
+                record = json.loads(f.read())
+        except (OSError, ValueError):
+            record = {}
+        for pid, start_time in record.get("pids", []):
+            if st.process_start_time(pid) == start_time:
+                _signal(pid, signal.SIGKILL)
+        if record.get("cgroup_path"):
+            from runtime.cgroups import open_manager
+
+            cgroup = open_manager(record["cgroup_path"])
+            deadline = time.monotonic() + 5
+            while _any_alive(cgroup) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            cgroup.remove()
+        _remove_tree(directory)
 
     def _kill_everything(self, container: st.ContainerState, cgroup: Any) -> None:
         """SIGKILL init (with its pid namespace, everything in it dies too) and any
@@ -499,6 +528,20 @@ def write_id_maps(
         except OSError as e:
             raise SpecError(f"config.json: linux.{name[:3]}Mappings: write {path}: "
                             f"{e.strerror}") from None  # fmt: skip
+
+
+def _record_creating(directory: str, cgroup_path: str, pids: list[int]) -> None:
+    """What a half-done create has made, so `delete --force` can undo it if the
+    caller dies before state.json exists (no fsync: it matters only while the
+    machine stays up)."""
+    record = {
+        "cgroup_path": cgroup_path,
+        "pids": [[pid, st.process_start_time(pid)] for pid in pids],
+    }
+    tmp = os.path.join(directory, ".creating.json.tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(record))
+    os.rename(tmp, os.path.join(directory, "creating.json"))
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -18,6 +18,7 @@ import os
 from runtime.capabilities import last_capability
 from runtime.channel import channel_pair
 from runtime.errors import ContainerInitError
+from runtime.fork import fork_child
 from runtime.init import NAMESPACES, _message, _report, compile_seccomp, import_late_modules
 from runtime.process import (
     apply_security_labels,
@@ -82,13 +83,15 @@ def exec_process(
     parent, child = channel_pair()
     if not detach:
         syscalls.set_child_subreaper()
-    intermediate = os.fork()
-    if intermediate == 0:
+
+    def intermediate_process() -> None:
         parent.close()
         _intermediate(
             syscalls, container, process, namespaces, child, console_fd, preserve_fds,
             seccomp_filter,
         )  # fmt: skip
+
+    intermediate = fork_child(intermediate_process)
     child.close()
     for fd, _, _ in namespaces:
         os.close(fd)
@@ -183,9 +186,11 @@ def _intermediate(
                 syscalls.setns(fd, flag)
             except OSError as e:
                 raise ContainerInitError(f"join namespace {path}: {e.strerror}") from None
-        pid = os.fork()
-        if pid == 0:
-            _exec_child(syscalls, process, channel, console_fd, preserve_fds, seccomp_filter)
+        pid = fork_child(
+            lambda: _exec_child(
+                syscalls, process, channel, console_fd, preserve_fds, seccomp_filter
+            )
+        )
         channel.send("exec_pid", pid=pid)
     except BaseException as e:
         _report(channel, e)

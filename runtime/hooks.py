@@ -1,7 +1,9 @@
 """Running OCI hooks: the hook's path with its args and env, the container state
 JSON on stdin, killed after `timeout` seconds.
 
-Which process runs which hook (runtime spec "Lifecycle"):
+Which process runs which hook (runtime spec "Lifecycle"). The state on stdin says
+"created" for the hooks that run during create, as the runtime-tools validation
+suite requires (and crun does; runc says "creating"):
   prestart, createRuntime   the runtime (parent), after namespaces exist, before pivot_root
   createContainer           container init, in its namespaces, before pivot_root
   startContainer            container init, after `start`, just before exec
@@ -46,8 +48,8 @@ def run_hook(hook: dict[str, Any], state: dict[str, Any], name: str) -> None:
             os.dup2(stdin_read, 0)
             os.dup2(err_write, 2)
             os.execve(path, args, env)
-        except OSError as e:
-            os.write(2, f"exec {path}: {e.strerror}".encode())
+        except BaseException as e:  # never unwind into the runtime's own stack
+            os.write(2, f"exec {path}: {getattr(e, 'strerror', None) or e}".encode())
         os._exit(127)
     os.close(stdin_read)
     os.close(err_write)

@@ -26,6 +26,7 @@ import os
 from runtime import rootfs as rootfs_steps
 from runtime import syscalls as sc
 from runtime.errors import ContainerInitError, RuntimeFailure
+from runtime.fork import fork_child
 from runtime.process import (
     apply_security_labels,
     drop_privileges,
@@ -151,9 +152,7 @@ def run_intermediate(ctx: InitContext) -> NoReturn:
             ctx.syscalls.setresuid(0)
         if ctx.namespaces.get("pid") == "":
             ctx.syscalls.unshare(sc.CLONE_NEWPID)
-        pid = os.fork()
-        if pid == 0:
-            run_init(ctx)
+        pid = fork_child(lambda: run_init(ctx))
         ctx.channel.send("init_pid", pid=pid)
     except BaseException as e:
         _report(ctx.channel, e)
@@ -381,7 +380,7 @@ def run_create_container_hooks(ctx: InitContext) -> None:
     if hooks.get("createContainer"):
         from runtime.hooks import run_hooks
 
-        run_hooks(hooks, "createContainer", _hook_state(ctx, "creating"))
+        run_hooks(hooks, "createContainer", _hook_state(ctx, "created"))
 
 
 def _hook_state(ctx: InitContext, status: str) -> dict[str, Any]:
@@ -488,5 +487,5 @@ def _message(error: BaseException) -> str:
 def _report(channel: Channel, error: BaseException) -> None:
     try:
         channel.send("error", message=_message(error))
-    except OSError:
+    except Exception:  # the parent is gone: nobody to tell
         pass
