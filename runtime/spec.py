@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from runtime import jsonio as json
+from runtime.capabilities import CAPABILITY_NUMBERS
 from runtime.errors import SpecError
 
 TYPE_CHECKING = False
@@ -139,6 +140,11 @@ def validate_process(process: object, where: str) -> None:
             _fail(f"{where}.capabilities.{kind}", "unknown capability set")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             _fail(f"{where}.capabilities.{kind}", "must be an array of strings")
+        for i, name in enumerate(names):
+            # A name no kernel knows is an error; a real capability that this
+            # kernel lacks is only skipped (with a warning) when applied.
+            if name not in CAPABILITY_NUMBERS:
+                _fail(f"{where}.capabilities.{kind}[{i}]", f"unknown capability {name!r}")
     rlimits = process.get("rlimits", [])
     if not isinstance(rlimits, list):
         _fail(f"{where}.rlimits", "must be an array")

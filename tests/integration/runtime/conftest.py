@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,10 +16,7 @@ from typing import Any
 import pytest
 
 from runtime.bundle import busybox_rootfs, default_spec
-
-RUNTIME = shutil.which("kubeling-runtime") or os.path.join(
-    os.path.dirname(os.path.realpath(os.sys.executable)), "kubeling-runtime"
-)
+from tests.integration.runtime.support import RUNTIME, Edit
 
 
 @pytest.fixture(scope="session")
@@ -45,12 +42,43 @@ class Runner:
             timeout=timeout,
             **kwargs,
         )
-        if check and result.returncode != 0:
+        if check:
+            self._check(args, result)
+        return result
+
+    def detached(
+        self, *args: str, check: bool = True, stdout: Path | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        """A command that leaves a process holding the CLI's stdio (create, run -d,
+        exec -d). A pipe would stay open, and the test hang, as long as that process
+        lives, so stdout goes to /dev/null (or to the file `stdout`, where the
+        container's output stays readable) and stderr to a temporary file."""
+        with open(stdout or os.devnull, "w") as out, tempfile.TemporaryFile("w+") as err:
+            run = subprocess.run(
+                [RUNTIME, "--root", str(self.root), *args],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=timeout,
+            )  # fmt: skip
+            err.seek(0)
+            result = subprocess.CompletedProcess(
+                run.args, run.returncode, stdout.read_text() if stdout else "", err.read()
+            )
+        if check:
+            self._check(args, result)
+        return result
+
+    def create(
+        self, bundle: Path, container_id: str, *flags: str, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """`create --bundle <bundle> [flags] <id>`, detached (see `detached`)."""
+        return self.detached("create", "--bundle", str(bundle), *flags, container_id, **kwargs)
+
+    @staticmethod
+    def _check(args: tuple[str, ...], result: subprocess.CompletedProcess[str]) -> None:
+        if result.returncode != 0:
             raise AssertionError(
                 f"kubeling-runtime {' '.join(args)} exited {result.returncode}: "
                 f"{result.stderr.strip()}"
             )
-        return result
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -93,9 +121,7 @@ def make_bundle(
     runc's default spec over the shared busybox rootfs, with a unique cgroup path;
     `edit` (a callable) may change the config further."""
 
-    def make(
-        args: list[str], *, edit: Callable[[dict[str, Any]], None] | None = None
-    ) -> tuple[Path, str]:
+    def make(args: list[str], *, edit: Edit | None = None) -> tuple[Path, str]:
         container_id = runtime_cli.new_id()
         bundle = tmp_path / container_id
         bundle.mkdir()
@@ -108,3 +134,22 @@ def make_bundle(
         return bundle, container_id
 
     return make
+
+
+@pytest.fixture
+def sh(
+    make_bundle: Callable[..., tuple[Path, str]], runtime_cli: Runner
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """sh(script, edit=None, *, check=True): `run` `sh -c script` in the foreground
+    and return the completed CLI; checks exit 0 unless check=False."""
+
+    def run(
+        script: str, edit: Edit | None = None, *, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        bundle, cid = make_bundle(["sh", "-c", script], edit=edit)
+        result = runtime_cli("run", "--bundle", str(bundle), cid, check=False)
+        if check:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    return run

@@ -6,52 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.runtime.support import leftovers
+
 pytestmark = pytest.mark.root
-
-RUNTIME = shutil.which("kubeling-runtime") or os.path.join(
-    os.path.dirname(sys.executable), "kubeling-runtime"
-)
-
-
-def create(cli: Any, bundle: Path, container_id: str) -> subprocess.CompletedProcess[str]:
-    """`create`, the container's stdio away from the test's pipes; stderr returned."""
-    err_path = bundle.parent / f"{container_id.replace('/', '_')}.create.err"
-    with open(err_path, "w") as err:
-        result = subprocess.run(
-            [RUNTIME, "--root", str(cli.root), "create", "--bundle", str(bundle), container_id],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=30,
-        )  # fmt: skip
-    return subprocess.CompletedProcess(result.args, result.returncode, "", err_path.read_text())
-
-
-def leftovers(cli: Any, container_id: str) -> list[str]:
-    """State directory, cgroup directories and live processes left behind."""
-    found = []
-    if os.path.exists(cli.root / container_id):
-        found.append(str(cli.root / container_id))
-    relative = f"{cli.cgroup_parent}/{container_id}"
-    for controller in os.listdir("/sys/fs/cgroup"):
-        if os.path.exists(f"/sys/fs/cgroup/{controller}{relative}"):
-            found.append(f"/sys/fs/cgroup/{controller}{relative}")
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                member = relative in f.read()
-            with open(f"/proc/{pid}/stat") as f:
-                zombie = f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-        except OSError:
-            continue
-        if member and not zombie:
-            found.append(f"process {pid}")
-    return found
 
 
 def assert_refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -64,7 +27,7 @@ def assert_refused(result: subprocess.CompletedProcess[str], *words: str) -> Non
 
 
 def assert_create_refused(cli: Any, bundle: Path, cid: str, *words: str) -> None:
-    assert_refused(create(cli, bundle, cid), *words)
+    assert_refused(cli.create(bundle, cid, check=False), *words)
     assert leftovers(cli, cid) == []
     # `run` says the same and leaves nothing either.
     assert_refused(cli("run", "--bundle", str(bundle), cid, check=False), *words)
@@ -153,7 +116,7 @@ def test_cwd_that_is_a_file(make_bundle: Any, runtime_cli: Any):
         config["process"]["cwd"] = "/etc/passwd"
 
     bundle, cid = make_bundle(["true"], edit=file_cwd)
-    assert_refused(create(runtime_cli, bundle, cid), "/etc/passwd")
+    assert_refused(runtime_cli.create(bundle, cid, check=False), "/etc/passwd")
     assert leftovers(runtime_cli, cid) == []
 
 
@@ -172,7 +135,7 @@ def test_invalid_cgroups_path(make_bundle: Any, runtime_cli: Any):
         config["linux"]["cgroupsPath"] = "/../../escape"
 
     bundle, cid = make_bundle(["true"], edit=escape)
-    result = create(runtime_cli, bundle, cid)
+    result = runtime_cli.create(bundle, cid, check=False)
     assert_refused(result, "cgroupsPath")
     assert not os.path.exists(runtime_cli.root / cid)
     assert not any(
@@ -189,15 +152,15 @@ def test_unknown_container(runtime_cli: Any, command: str):
 @pytest.mark.parametrize("container_id", ["../escape", "a/b", ".."])
 def test_invalid_container_id(make_bundle: Any, runtime_cli: Any, container_id: str):
     bundle, _ = make_bundle(["true"])
-    assert_refused(create(runtime_cli, bundle, container_id), "container id")
+    assert_refused(runtime_cli.create(bundle, container_id, check=False), "container id")
     assert not os.path.exists(runtime_cli.root.parent / "escape")
 
 
 def test_second_create_with_the_same_id(make_bundle: Any, runtime_cli: Any):
     bundle, cid = make_bundle(["sleep", "1000"])
-    assert create(runtime_cli, bundle, cid).returncode == 0
+    assert runtime_cli.create(bundle, cid, check=False).returncode == 0
     first = runtime_cli.state(cid)
-    assert_refused(create(runtime_cli, bundle, cid), cid, "exists")
+    assert_refused(runtime_cli.create(bundle, cid, check=False), cid, "exists")
     # The first container is untouched.
     again = runtime_cli.state(cid)
     assert (again["status"], again["pid"]) == ("created", first["pid"])
@@ -208,7 +171,7 @@ def test_second_create_with_the_same_id(make_bundle: Any, runtime_cli: Any):
 
 def test_start_twice(make_bundle: Any, runtime_cli: Any):
     bundle, cid = make_bundle(["sleep", "1000"])
-    assert create(runtime_cli, bundle, cid).returncode == 0
+    assert runtime_cli.create(bundle, cid, check=False).returncode == 0
     runtime_cli("start", cid)
     assert_refused(runtime_cli("start", cid, check=False), cid, "running")
     assert runtime_cli.state(cid)["status"] == "running"
@@ -234,8 +197,8 @@ def test_unknown_command_and_flag(runtime_cli: Any):
 def test_nothing_left_in_the_runtime_root(make_bundle: Any, runtime_cli: Any):
     """After a series of failures the root lists no container."""
     bundle, cid = make_bundle(["/no/such/binary"])
-    create(runtime_cli, bundle, cid)
+    runtime_cli.create(bundle, cid, check=False)
     (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2"}))
-    create(runtime_cli, bundle, cid)
+    runtime_cli.create(bundle, cid, check=False)
     assert json.loads(runtime_cli("list", "--format", "json").stdout) == []
     assert not runtime_cli.root.exists() or list(runtime_cli.root.iterdir()) == []

@@ -6,46 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.runtime.support import alive, wait_for
+
 pytestmark = pytest.mark.root
-
-RUNTIME = shutil.which("kubeling-runtime") or os.path.join(
-    os.path.dirname(sys.executable), "kubeling-runtime"
-)
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def detached(cli: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    """A command that leaves a process holding the CLI's stdio (create, exec -d):
-    run with stdout to /dev/null so no pipe outlives it."""
-    with open(cli.root.parent / "detached.err", "w+") as err:
-        result = subprocess.run(
-            [RUNTIME, "--root", str(cli.root), *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=30,
-        )  # fmt: skip
-        err.seek(0)
-        return subprocess.CompletedProcess(result.args, result.returncode, "", err.read())
 
 
 @pytest.fixture
@@ -57,18 +25,10 @@ def running(make_bundle: Any, runtime_cli: Any) -> tuple[str, int]:
         config["process"]["env"].append("FROM_CONFIG=yes")
 
     bundle, cid = make_bundle(["sleep", "1000"], edit=edit)
-    result = detached(runtime_cli, "create", "--bundle", str(bundle), cid)
+    result = runtime_cli.create(bundle, cid, check=False)
     assert result.returncode == 0, result.stderr
     runtime_cli("start", cid)
     return cid, runtime_cli.state(cid)["pid"]
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 def test_exec_shares_the_namespaces(runtime_cli: Any, running: tuple[str, int]):
@@ -156,8 +116,8 @@ def test_exec_of_a_missing_binary_fails(runtime_cli: Any, running: tuple[str, in
 def test_exec_detach_with_pid_file(runtime_cli: Any, running: tuple[str, int], tmp_path: Path):
     cid, init = running
     pid_file = tmp_path / "exec.pid"
-    result = detached(
-        runtime_cli, "exec", "--detach", "--pid-file", str(pid_file), cid, "sleep", "999"
+    result = runtime_cli.detached(
+        "exec", "--detach", "--pid-file", str(pid_file), cid, "sleep", "999", check=False
     )
     assert result.returncode == 0, result.stderr
     pid = int(pid_file.read_text())
@@ -197,7 +157,9 @@ def test_exec_into_a_paused_container_fails(runtime_cli: Any, running: tuple[str
 def test_exec_processes_die_with_the_container(runtime_cli: Any, running: tuple[str, int]):
     cid, _ = running
     pid_file = runtime_cli.root.parent / "exec.pid"
-    detached(runtime_cli, "exec", "-d", "--pid-file", str(pid_file), cid, "sleep", "999")
+    runtime_cli.detached(
+        "exec", "-d", "--pid-file", str(pid_file), cid, "sleep", "999", check=False
+    )
     pid = int(pid_file.read_text())
     runtime_cli("kill", cid, "KILL")
     wait_for(lambda: not alive(pid), "the exec'd process to die with init")

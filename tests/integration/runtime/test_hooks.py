@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,29 +19,15 @@ from typing import Any
 
 import pytest
 
+from tests.integration.runtime.support import leftovers, wait_for
+
 pytestmark = pytest.mark.root
 
-RUNTIME = shutil.which("kubeling-runtime") or os.path.join(
-    os.path.dirname(sys.executable), "kubeling-runtime"
-)
 HOOK_SCRIPT = """#!/bin/sh
 read -r state
 printf '%s %s\\n' "$1" "$state" >> "$2"
 """
 IN_CONTAINER = "/hooks"
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
 
 
 class HookLog:
@@ -91,40 +74,6 @@ def hook_log(tmp_path: Path) -> HookLog:
     return HookLog(tmp_path / "hooks")
 
 
-def create(cli: Any, bundle: Path, container_id: str) -> subprocess.CompletedProcess[str]:
-    """`create`, the container's stdio away from the test's pipes; stderr returned."""
-    with open(bundle / "create.err", "w+") as err:
-        result = subprocess.run(
-            [RUNTIME, "--root", str(cli.root), "create", "--bundle", str(bundle), container_id],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=30,
-        )  # fmt: skip
-    return subprocess.CompletedProcess(
-        result.args, result.returncode, "", (bundle / "create.err").read_text()
-    )
-
-
-def leftovers(cli: Any, container_id: str) -> list[str]:
-    """State directory, cgroup directories and processes a container left behind."""
-    found = []
-    if os.path.exists(cli.root / container_id):
-        found.append(str(cli.root / container_id))
-    relative = f"{cli.cgroup_parent}/{container_id}"
-    for controller in os.listdir("/sys/fs/cgroup"):
-        if os.path.exists(f"/sys/fs/cgroup/{controller}{relative}"):
-            found.append(f"/sys/fs/cgroup/{controller}{relative}")
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                member = relative in f.read()
-            with open(f"/proc/{pid}/stat") as f:
-                zombie = f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-        except OSError:
-            continue
-        if member and not zombie:
-            found.append(f"process {pid}")
-    return found
-
-
 def test_every_hook_kind_runs_in_order(make_bundle: Any, runtime_cli: Any, hook_log: HookLog):
     hooks = {
         "prestart": [hook_log.hook("prestart")],
@@ -135,7 +84,7 @@ def test_every_hook_kind_runs_in_order(make_bundle: Any, runtime_cli: Any, hook_
         "poststop": [hook_log.hook("poststop")],
     }
     bundle, cid = make_bundle(["sleep", "1000"], edit=hook_log.edit(hooks))
-    result = create(runtime_cli, bundle, cid)
+    result = runtime_cli.create(bundle, cid, check=False)
     assert result.returncode == 0, result.stderr
     pid = runtime_cli.state(cid)["pid"]
     assert hook_log.kinds() == ["prestart", "createRuntime", "createContainer"]
@@ -218,7 +167,7 @@ def test_failing_create_runtime_hook_fails_create(
         "poststop": [hook_log.hook("poststop")],
     }
     bundle, cid = make_bundle(["true"], edit=hook_log.edit(hooks))
-    result = create(runtime_cli, bundle, cid)
+    result = runtime_cli.create(bundle, cid, check=False)
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "createRuntime" in result.stderr
@@ -247,7 +196,7 @@ def test_missing_hook_binary_fails_create(make_bundle: Any, runtime_cli: Any, tm
         config["hooks"] = {"createRuntime": [{"path": str(tmp_path / "no-such-hook")}]}
 
     bundle, cid = make_bundle(["true"], edit=edit)
-    result = create(runtime_cli, bundle, cid)
+    result = runtime_cli.create(bundle, cid, check=False)
     assert result.returncode != 0
     assert "no-such-hook" in result.stderr
     assert leftovers(runtime_cli, cid) == []
@@ -276,7 +225,7 @@ def test_hook_timeout_is_enforced(make_bundle: Any, runtime_cli: Any):
 
     bundle, cid = make_bundle(["true"], edit=edit)
     started = time.monotonic()
-    result = create(runtime_cli, bundle, cid)
+    result = runtime_cli.create(bundle, cid, check=False)
     elapsed = time.monotonic() - started
     assert result.returncode != 0
     assert "timed out" in result.stderr

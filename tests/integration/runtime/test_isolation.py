@@ -8,10 +8,7 @@ Most tests `run` a busybox shell script in the foreground and read its stdout.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +17,6 @@ import pytest
 from runtime.bundle import DEFAULT_MASKED_PATHS
 
 pytestmark = pytest.mark.root
-
-RUNTIME = shutil.which("kubeling-runtime") or os.path.join(
-    os.path.dirname(sys.executable), "kubeling-runtime"
-)
-Edit = Callable[[dict[str, Any]], None]
-
-
-@pytest.fixture
-def sh(make_bundle: Any, runtime_cli: Any) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """sh(script, edit=None): `run` `sh -c script` in the foreground; checks exit 0."""
-
-    def run(script: str, edit: Edit | None = None, *, check: bool = True) -> Any:
-        bundle, cid = make_bundle(["sh", "-c", script], edit=edit)
-        result = runtime_cli("run", "--bundle", str(bundle), cid, check=False)
-        if check:
-            assert result.returncode == 0, result.stderr
-        return result
-
-    return run
 
 
 def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -187,11 +165,7 @@ def test_ipc_and_uts_namespaces_are_new(sh: Any):
 
 def test_join_network_namespace_by_path(make_bundle: Any, runtime_cli: Any, sh: Any, busybox: Path):
     bundle, first = make_bundle(["sleep", "1000"])
-    subprocess.run(
-        [RUNTIME, "--root", str(runtime_cli.root), "run", "-d", "-b", str(bundle), first],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        timeout=30, check=True,
-    )  # fmt: skip
+    runtime_cli.detached("run", "-d", "-b", str(bundle), first)
     pid = runtime_cli.state(first)["pid"]
     netns = f"/proc/{pid}/ns/net"
     # Give the first container's namespace something to recognise it by.

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,34 +20,12 @@ from typing import Any
 
 import pytest
 
+from tests.integration.runtime.support import alive, wait_for
+
 pytestmark = pytest.mark.root
 
-RUNTIME = shutil.which("kubeling-runtime") or os.path.join(
-    os.path.dirname(sys.executable), "kubeling-runtime"
-)
 WAIT_FOR_GO = "while [ ! -e /tmp/go ]; do sleep 0.01; done; "
 TRAP_TERM = 'trap "exit 71" TERM; sleep 1000 & wait'
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 def signals_caught(pid: int) -> int:
@@ -75,20 +51,10 @@ class Containers:
     def create(
         self, container_id: str, bundle: Path, *flags: str, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """`create`, with the container's stdout/stderr in <tmp>/<id>.out/.err."""
-        out, err = self.tmp / f"{container_id}.out", self.tmp / f"{container_id}.err"
-        with open(out, "w") as stdout, open(err, "w") as stderr:
-            result = subprocess.run(
-                [RUNTIME, "--root", str(self.cli.root), "create", "--bundle", str(bundle),
-                 *flags, container_id],
-                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, timeout=30,
-            )  # fmt: skip
-        completed = subprocess.CompletedProcess(
-            result.args, result.returncode, out.read_text(), err.read_text()
+        """`create`, with the container's stdout in <tmp>/<id>.out."""
+        return self.cli.create(
+            bundle, container_id, *flags, stdout=self.tmp / f"{container_id}.out", check=check
         )
-        if check and result.returncode != 0:
-            raise AssertionError(f"create {container_id} failed: {completed.stderr.strip()}")
-        return completed
 
     def started(self, args: list[str], **kwargs: Any) -> tuple[str, int]:
         bundle, container_id = self.make_bundle(args, **kwargs)
@@ -185,12 +151,8 @@ def test_run_keep_records_the_exit(make_bundle: Any, runtime_cli: Any):
 
 def test_run_detach(make_bundle: Any, runtime_cli: Any, tmp_path: Path):
     bundle, cid = make_bundle(["sleep", "1000"])
-    with open(tmp_path / "out", "w") as out:
-        result = subprocess.run(
-            [RUNTIME, "--root", str(runtime_cli.root), "run", "-d", "-b", str(bundle), cid],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=30,
-        )  # fmt: skip
-    assert result.returncode == 0, (tmp_path / "out").read_text()
+    result = runtime_cli.detached("run", "-d", "-b", str(bundle), cid, check=False)
+    assert result.returncode == 0, result.stderr
     state = runtime_cli.state(cid)
     assert state["status"] == "running"
     assert alive(state["pid"])

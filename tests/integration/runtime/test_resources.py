@@ -6,36 +6,17 @@ changing a live container's limits."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.runtime.support import wait_for
+
 pytestmark = pytest.mark.root
 
-RUNTIME = shutil.which("kubeling-runtime") or os.path.join(
-    os.path.dirname(sys.executable), "kubeling-runtime"
-)
 MiB = 1 << 20
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
 
 
 def cgroup_file(cli: Any, container_id: str, controller: str, name: str) -> str:
@@ -50,18 +31,9 @@ def resources(**sections: Any) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
-def create(cli: Any, bundle: Path, container_id: str) -> None:
-    """`create` with the container's stdio away from the test's pipes."""
-    subprocess.run(
-        [RUNTIME, "--root", str(cli.root), "create", "--bundle", str(bundle), container_id],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        timeout=30, check=True,
-    )  # fmt: skip
-
-
 def started(cli: Any, make_bundle: Any, **sections: Any) -> str:
     bundle, cid = make_bundle(["sleep", "1000"], edit=resources(**sections))
-    create(cli, bundle, cid)
+    cli.create(bundle, cid)
     cli("start", cid)
     return cid
 
@@ -129,7 +101,7 @@ def test_cpu_settings_visible_outside_and_inside(make_bundle: Any, runtime_cli: 
         "echo 1 > /sys/fs/cgroup/cpu/cpu.shares; echo rc=$?"
     )
     bundle, cid = make_bundle(["sh", "-c", script], edit=edit)
-    create(runtime_cli, bundle, cid)
+    runtime_cli.create(bundle, cid)
     assert cgroup_file(runtime_cli, cid, "cpu", "cpu.shares") == "512"
     assert cgroup_file(runtime_cli, cid, "cpu", "cpu.cfs_quota_us") == "50000"
     assert cgroup_file(runtime_cli, cid, "cpu", "cpu.cfs_period_us") == "100000"

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +20,6 @@ from runtime.bundle import busybox_rootfs
 
 pytestmark = pytest.mark.root
 
-RUNTIME = shutil.which("kubeling-runtime") or os.path.join(
-    os.path.dirname(sys.executable), "kubeling-runtime"
-)
 HOST_ID = 100000
 SIZE = 65536
 
@@ -75,13 +70,8 @@ def test_id_maps_inside(userns_bundle: Any, runtime_cli: Any):
 
 def test_container_root_is_host_uid_100000(userns_bundle: Any, runtime_cli: Any):
     bundle, cid = userns_bundle(["sleep", "1000"])
-    with open(runtime_cli.root.parent / f"{cid}.err", "w+") as err:
-        result = subprocess.run(
-            [RUNTIME, "--root", str(runtime_cli.root), "create", "-b", str(bundle), cid],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=30,
-        )  # fmt: skip
-        err.seek(0)
-        assert result.returncode == 0, err.read()
+    result = runtime_cli.detached("create", "-b", str(bundle), cid, check=False)
+    assert result.returncode == 0, result.stderr
     runtime_cli("start", cid)
     pid = runtime_cli.state(cid)["pid"]
 

@@ -51,6 +51,10 @@ def test_default_spec_is_valid() -> None:
             lambda c: c["process"]["capabilities"].update(sideways=[]),
             "process.capabilities.sideways",
         ),
+        (
+            lambda c: c["process"]["capabilities"]["bounding"].append("CAP_TEST"),
+            "process.capabilities.bounding[3]",
+        ),
         (lambda c: c["mounts"].append({"destination": "rel"}), "mounts[6].destination"),
         (lambda c: c["mounts"].append({"destination": "/x", "options": "ro"}), "mounts[6].options"),
         (lambda c: c.update(hooks={"prestart": [{"path": "rel"}]}), "hooks.prestart[0].path"),
