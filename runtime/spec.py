@@ -172,6 +172,9 @@ def validate_process(process: object, where: str) -> None:
         _fail(f"{where}.oomScoreAdj", "must be an integer from -1000 to 1000")
     _string(process, "apparmorProfile", f"{where}.apparmorProfile")
     _string(process, "selinuxLabel", f"{where}.selinuxLabel")
+    for key in _UNSUPPORTED_PROCESS:
+        if process.get(key) is not None:
+            _fail(f"{where}.{key}", "is not supported by kubeling")
     size = process.get("consoleSize")
     if size is not None:
         if not isinstance(size, dict):
@@ -236,7 +239,16 @@ def _hooks(hooks: object) -> None:
                 _fail(f"{field}.timeout", "must be a positive integer")
 
 
+# Known settings kubeling cannot honour: refused rather than silently ignored
+# (unknown properties, by contrast, must be ignored).
+_UNSUPPORTED_PROCESS = ("scheduler", "ioPriority", "execCPUAffinity")
+_UNSUPPORTED_LINUX = ("intelRdt", "personality", "timeOffsets", "memoryPolicy", "netDevices")
+
+
 def _linux(linux: dict[str, Any], config: Config) -> None:
+    for key in _UNSUPPORTED_LINUX:
+        if linux.get(key) is not None:
+            _fail(f"linux.{key}", "is not supported by kubeling")
     namespaces = linux.get("namespaces", [])
     if not isinstance(namespaces, list):
         _fail("linux.namespaces", "must be an array")

@@ -94,6 +94,26 @@ def test_bad_config_names_the_field(edit: Any, field: str) -> None:
     assert str(info.value).startswith(f"config.json: {field}: "), str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("linux", "intelRdt"), ("linux", "personality"), ("linux", "timeOffsets"),
+     ("process", "scheduler"), ("process", "ioPriority")],
+)  # fmt: skip
+def test_known_but_unsupported_settings_are_refused(section: str, key: str) -> None:
+    config = spec()
+    config[section][key] = {"domain": "LINUX"}
+    with pytest.raises(SpecError, match=f"^config.json: {section}.{key}: is not supported"):
+        validate(config)
+
+
+def test_unknown_properties_are_ignored() -> None:
+    config = spec()
+    config["somethingNew"] = {"a": 1}
+    config["linux"]["futureKnob"] = True
+    config["process"]["futureKnob"] = True
+    validate(config)
+
+
 def test_sysctl_needs_its_namespace() -> None:
     config = spec()
     config["linux"]["namespaces"] = [{"type": "mount"}, {"type": "uts"}]
