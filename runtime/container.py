@@ -108,8 +108,12 @@ class Runtime:
         console_socket: str = "",
         preserve_fds: int = 0,
         monitor: bool = True,
+        stdio: tuple[int, int, int] | None = None,
     ) -> st.ContainerState:
-        """Set the container up and leave its init blocked until `start`."""
+        """Set the container up and leave its init blocked until `start`.
+
+        The container's stdin/stdout/stderr are the caller's, as with runc, unless
+        `stdio` gives three fds for them (a supervisor's pipes or a log file)."""
         st.validate_id(container_id)
         bundle = os.path.abspath(bundle)
         config = load_bundle(bundle, require_process=False)
@@ -126,7 +130,7 @@ class Runtime:
             return self._create(
                 container_id, bundle, config, rootfs, namespaces, directory, undo,
                 pid_file=pid_file, console_socket=console_socket,
-                preserve_fds=preserve_fds, monitor=monitor,
+                preserve_fds=preserve_fds, monitor=monitor, stdio=stdio,
             )  # fmt: skip
         except BaseException:
             for action in reversed(undo):
@@ -150,6 +154,7 @@ class Runtime:
         console_socket: str,
         preserve_fds: int,
         monitor: bool,
+        stdio: tuple[int, int, int] | None,
     ) -> st.ContainerState:
         # Imported here: of all verbs only create needs the setup code (and ctypes).
         from runtime.channel import channel_pair
@@ -182,6 +187,7 @@ class Runtime:
             channel=child, syscalls=self.syscalls, namespaces=namespaces,
             fifo_fd=fifo_fd, exit_fd=exit_fd, console_fd=console_fd,
             preserve_fds=preserve_fds, monitor=monitor, cgroup_paths=cgroup.paths,
+            stdio=stdio,
         )  # fmt: skip
         if not monitor:
             self.syscalls.set_child_subreaper()
@@ -472,10 +478,16 @@ class Runtime:
                 continue
             if reaped == pid:
                 break
-        exit_fd = os.open(os.path.join(container.directory, "exit"),
-                          os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)  # fmt: skip
+        return self.record_exit(container, status)
+
+    def record_exit(self, container: st.ContainerState, status: int) -> int:
+        """Record how init ended (a waitpid status) for `state`, when the caller
+        reaped it itself: a foreground `run`, or a supervisor that is the child
+        subreaper of containers made with monitor=False. Returns the exit code."""
         from runtime.init import write_exit_status
 
+        exit_fd = os.open(os.path.join(container.directory, "exit"),
+                          os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)  # fmt: skip
         write_exit_status(exit_fd, status)
         if os.WIFSIGNALED(status):
             return 128 + os.WTERMSIG(status)

@@ -80,6 +80,7 @@ class InitContext:
         "namespaces",
         "preserve_fds",
         "rootfs",
+        "stdio",
         "syscalls",
     )
 
@@ -99,6 +100,7 @@ class InitContext:
         preserve_fds: int,
         monitor: bool,
         cgroup_paths: dict[str, str],
+        stdio: tuple[int, int, int] | None = None,
     ) -> None:
         self.container_id = container_id
         self.config = config
@@ -113,6 +115,7 @@ class InitContext:
         self.preserve_fds = preserve_fds
         self.monitor = monitor
         self.cgroup_paths = cgroup_paths
+        self.stdio = stdio
 
     def warn(self, message: str) -> None:
         self.channel.send("warning", message=message)
@@ -142,6 +145,10 @@ def join_namespaces(syscalls: Syscalls, paths: dict[str, str]) -> None:
 def run_intermediate(ctx: InitContext) -> NoReturn:
     """X: join and create the namespaces that take effect for children, fork init."""
     try:
+        if ctx.stdio is not None:
+            for target, fd in enumerate(ctx.stdio):
+                if fd != target:
+                    os.dup2(fd, target)
         join_namespaces(ctx.syscalls, {k: v for k, v in ctx.namespaces.items() if v})
         if ctx.namespaces.get("user") == "":
             ctx.syscalls.unshare(sc.CLONE_NEWUSER)

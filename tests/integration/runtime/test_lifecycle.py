@@ -328,3 +328,29 @@ def test_state_json_fields(containers: Containers, runtime_cli: Any, busybox: Pa
     assert state["annotations"] == {"org.example/key": "value"}
     assert state["rootfs"] == str(busybox)
     assert state["created"].endswith("Z")
+
+
+def test_library_create_with_given_stdio(make_bundle: Any, runtime_cli: Any, tmp_path: Path):
+    """A supervisor hands the container pipes for stdout and stderr (CRI logs)."""
+    from runtime.container import Runtime
+
+    bundle, cid = make_bundle(["sh", "-c", "read line; echo out:$line; echo err >&2"])
+    runtime = Runtime(str(runtime_cli.root))
+    stdin_read, stdin_write = os.pipe()
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        container = runtime.create(
+            cid, str(bundle), monitor=False, stdio=(stdin_read, out_write, err_write)
+        )
+        for fd in (stdin_read, out_write, err_write):
+            os.close(fd)
+        runtime.start(cid)
+        os.write(stdin_write, b"hello\n")
+        os.close(stdin_write)
+        assert runtime.wait_init(container, forward_signals=False) == 0
+        with os.fdopen(out_read, "rb") as out, os.fdopen(err_read, "rb") as err:
+            assert out.read() == b"out:hello\n"
+            assert err.read() == b"err\n"
+    finally:
+        runtime.delete(cid, force=True)
