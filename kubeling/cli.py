@@ -9,6 +9,7 @@ USAGE = """usage: kubeling <command> [args...]
 
 commands:
   runtime   the OCI runtime, runc's command line (also installed as kubeling-runtime)
+  images    the image store: pull, import, list, inspect, tag, rm, prune, build-busybox
   demo      run a busybox container through the runtime and print what it says
 """
 
@@ -23,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         from runtime.cli import main as runtime_main
 
         return int(runtime_main(rest))
+    if command == "images":
+        from images.cli import main as images_main
+
+        return images_main(rest)
     if command == "demo":
         from kubeling.demo import main as demo_main
 
