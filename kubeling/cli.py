@@ -10,6 +10,7 @@ USAGE = """usage: kubeling <command> [args...]
 commands:
   runtime   the OCI runtime, runc's command line (also installed as kubeling-runtime)
   images    the image store: pull, import, list, inspect, tag, rm, prune, build-busybox
+  cri       the CRI v1 gRPC server (ImageService; RuntimeService in progress)
   demo      run a busybox container through the runtime and print what it says
 """
 
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         from images.cli import main as images_main
 
         return images_main(rest)
+    if command == "cri":
+        from cri.server import main as cri_main
+
+        return cri_main(rest)
     if command == "demo":
         from kubeling.demo import main as demo_main
 

@@ -1,0 +1,96 @@
+"""`kubeling cri`: the CRI v1 gRPC server on a unix socket.
+
+    kubeling cri [--socket /run/kubeling/kubeling.sock] [--images-root DIR]
+                 [--registries FILE] [--log-level info]
+
+Serves runtime.v1.RuntimeService and runtime.v1.ImageService (cri.api) from one
+process: a thread pool serves the RPCs, the image store is thread-safe. The socket
+is created 0660 and removed on shutdown (SIGINT/SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from cri.api import api_pb2_grpc
+from cri.image_service import ImageService
+from cri.runtime_service import RuntimeService
+from images.registries import RegistryConfig
+from images.store import ImageStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOCKET = "/run/kubeling/kubeling.sock"
+DEFAULT_IMAGES_ROOT = "/var/lib/kubeling/images"
+DEFAULT_REGISTRIES = "/etc/kubeling/registries.toml"
+# The kubelet sends and accepts up to 16 MiB (gRPC's Python default is 4 MiB).
+MAX_MESSAGE = 16 * 1024 * 1024
+
+
+def build_server(
+    socket_path: str, store: ImageStore, *, workers: int = 16
+) -> tuple[grpc.Server, RuntimeService]:
+    """A started server bound to `socket_path` (an existing socket file is replaced)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cri"),
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ],
+    )
+    runtime_service = RuntimeService()
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime_service, server)
+    api_pb2_grpc.add_ImageServiceServicer_to_server(ImageService(store), server)
+    os.makedirs(os.path.dirname(socket_path) or ".", mode=0o755, exist_ok=True)
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)
+    server.add_insecure_port(f"unix://{socket_path}")
+    server.start()
+    os.chmod(socket_path, 0o660)
+    return server, runtime_service
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kubeling cri", description=__doc__.splitlines()[0])
+    parser.add_argument("--socket", default=DEFAULT_SOCKET)
+    parser.add_argument("--images-root", default=DEFAULT_IMAGES_ROOT)
+    parser.add_argument("--registries", default=DEFAULT_REGISTRIES)
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])  # fmt: skip
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        registries = RegistryConfig.load(Path(args.registries))
+        store = ImageStore(Path(args.images_root), registries)
+    except Exception as e:
+        sys.stderr.write(f"kubeling cri: {e}\n")
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server, _ = build_server(args.socket, store)
+    except Exception as e:
+        sys.stderr.write(f"kubeling cri: serve on {args.socket}: {e}\n")
+        store.close()
+        return 1
+    log.info("serving CRI v1 on unix://%s", args.socket)
+    stop.wait()
+    server.stop(grace=5).wait()
+    store.close()
+    try:
+        os.unlink(args.socket)
+    except FileNotFoundError:
+        pass
+    return 0
