@@ -163,11 +163,8 @@ class Runtime:
 
         cgroup = _open_cgroup(container_id, config)
         undo.append(cgroup.remove)
-        # The cgroup is made while init sets up its rootfs, unless init bind-mounts
-        # the cgroup's directories into the container and so needs them first.
-        cgroup_first = any(m.get("type") in ("cgroup", "cgroup2") for m in config.get("mounts", []))
-        if cgroup_first:
-            self._make_cgroup(cgroup, config)
+        # Made before fork: init joins it as its first step.
+        self._make_cgroup(cgroup, config)
         fifo_path = os.path.join(directory, "exec.fifo")
         os.mkfifo(fifo_path, 0o600)
         # O_RDWR never blocks on a fifo; init later blocks reading it until `start`
@@ -187,7 +184,7 @@ class Runtime:
             channel=child, syscalls=self.syscalls, namespaces=namespaces,
             fifo_fd=fifo_fd, exit_fd=exit_fd, console_fd=console_fd,
             preserve_fds=preserve_fds, monitor=monitor, cgroup_paths=cgroup.paths,
-            stdio=stdio,
+            stdio=stdio, cgroup=None if namespaces.get("user") == "" else cgroup,
         )  # fmt: skip
         if not monitor:
             self.syscalls.set_child_subreaper()
@@ -206,8 +203,6 @@ class Runtime:
         undo.append(lambda: _kill_and_reap(pids))
         _record_creating(directory, _cgroup_path(container_id, config), pids)
         try:
-            if not cgroup_first:
-                self._make_cgroup(cgroup, config)
             init_pid = self._drive_setup(
                 container_id, bundle, config, parent, cgroup, pids, directory
             )
@@ -259,13 +254,16 @@ class Runtime:
         init_pid = channel.expect("init_pid", on_warning=log.warning)["pid"]
         pids.insert(0, init_pid)
         _record_creating(directory, _cgroup_path(container_id, config), pids)
-        try:
-            cgroup.add_process(init_pid)
-        except Exception:
-            # Most likely init already failed: its own report says why.
-            channel.raise_reported_error()
-            raise
-        channel.send("go")
+        if namespace_map(config).get("user") == "":
+            # In a new user namespace init cannot write the host's cgroupfs: we
+            # attach it (see runtime.init.attach_cgroup for the usual path).
+            try:
+                cgroup.add_process(init_pid)
+            except Exception:
+                # Most likely init already failed: its own report says why.
+                channel.raise_reported_error()
+                raise
+            channel.send("go")
         hooks = config.get("hooks", {})
         if has_runtime_hooks(config):
             from runtime.hooks import run_hooks

@@ -69,6 +69,7 @@ class InitContext:
 
     __slots__ = (
         "bundle",
+        "cgroup",
         "cgroup_paths",
         "channel",
         "config",
@@ -101,6 +102,7 @@ class InitContext:
         monitor: bool,
         cgroup_paths: dict[str, str],
         stdio: tuple[int, int, int] | None = None,
+        cgroup: Any = None,
     ) -> None:
         self.container_id = container_id
         self.config = config
@@ -116,6 +118,9 @@ class InitContext:
         self.monitor = monitor
         self.cgroup_paths = cgroup_paths
         self.stdio = stdio
+        # Set when init joins its cgroup itself (see attach_cgroup); None when the
+        # parent does it (a new user namespace cannot write the host's cgroupfs).
+        self.cgroup = cgroup
 
     def warn(self, message: str) -> None:
         self.channel.send("warning", message=message)
@@ -215,6 +220,7 @@ def run_init(ctx: InitContext) -> NoReturn:
     # mounts are made (they would land on the host), the rootfs is entered by chroot.
     private_mounts = "mount" in ctx.namespaces
     try:
+        attach_cgroup(ctx)
         unshare_namespaces(ctx)
         setup_network(ctx)
         if private_mounts:
@@ -241,9 +247,10 @@ def run_init(ctx: InitContext) -> NoReturn:
         write_sysctls(linux.get("sysctl", {}))
         if private_mounts:
             mask_and_protect_paths(ctx)
-        # Attaching to v1 cgroups waits for an RCU grace period (5-20 ms here); the
-        # parent does it while the steps above run, and nothing above depends on it.
-        ctx.channel.expect("go")
+        if ctx.cgroup is None:
+            # The parent attaches us (a cgroup.procs write waits for an RCU grace
+            # period, 5-20 ms here) while the steps above run.
+            ctx.channel.expect("go")
         if ctx.namespaces.get("cgroup") == "":
             # Rooted at the cgroup of the unsharing process: only after the attach.
             ctx.syscalls.unshare(sc.CLONE_NEWCGROUP)
@@ -295,6 +302,17 @@ def run_init(ctx: InitContext) -> NoReturn:
     except BaseException as e:
         os.write(2, f"kubeling-runtime: start container process: {_message(e)}\n".encode())
     os._exit(127)
+
+
+def attach_cgroup(ctx: InitContext) -> None:
+    """Join the container's cgroup first, so everything init does is accounted
+    and limited. Init is single-threaded, so on v1 it can move itself cheaply; in
+    hybrid mode the unified hierarchy (which only serves hugetlb) is joined only
+    when hugetlb limits are set, its cgroup.procs write being the slow kind."""
+    if ctx.cgroup is None:
+        return
+    hugetlb = bool(ctx.config["linux"].get("resources", {}).get("hugepageLimits"))
+    ctx.cgroup.attach_self(unified=hugetlb or not ctx.cgroup.hybrid)
 
 
 def import_late_modules(config: dict[str, Any]) -> None:
