@@ -237,7 +237,7 @@ def _exec_child(
         os.execve(path, process["args"], env)
     except BaseException as e:
         try:
-            channel.send("error", message=f"exec {process['args'][0]}: {_message(e)}")
+            channel.send("error", message=_message(e))
         except OSError:
             pass
     os._exit(127)

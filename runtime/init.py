@@ -154,6 +154,7 @@ def run_intermediate(ctx: InitContext) -> NoReturn:
             for target, fd in enumerate(ctx.stdio):
                 if fd != target:
                     os.dup2(fd, target)
+        close_unneeded_fds(ctx)
         join_namespaces(ctx.syscalls, {k: v for k, v in ctx.namespaces.items() if v})
         if ctx.namespaces.get("user") == "":
             ctx.syscalls.unshare(sc.CLONE_NEWUSER)
@@ -172,6 +173,26 @@ def run_intermediate(ctx: InitContext) -> NoReturn:
     if not ctx.monitor:
         os._exit(0)
     monitor(pid, ctx.exit_fd)
+
+
+def close_unneeded_fds(ctx: InitContext) -> None:
+    """Close everything the forking process had open but the container needs not:
+    a long-lived caller (the CRI supervisor) must not have its sockets held open by
+    containers that are created but not yet started."""
+    keep = {0, 1, 2, ctx.channel.read_fd, ctx.channel.write_fd, ctx.fifo_fd, ctx.exit_fd}
+    keep.update(range(3, 3 + ctx.preserve_fds))
+    if ctx.console_fd >= 0:
+        keep.add(ctx.console_fd)
+    try:
+        open_fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in open_fds:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the fd listing /proc/self/fd itself, already closed
 
 
 def monitor(pid: int, exit_fd: int) -> NoReturn:
