@@ -110,23 +110,10 @@ class Netlink:
                 kind="bridge",
                 br_nf_call_iptables=1,
             )
-        present = self.ipv4_addresses(index)
-        if address not in present:
-            for other in present:
-                if other.network.overlaps(address.network):
-                    raise NetworkError(
-                        f"set up bridge {name}: it has address {other}, want {address}"
-                    )
-            self._call(
-                f"add address {address} to {name}",
-                "addr",
-                "add",
-                index=index,
-                address=str(address.ip),
-                prefixlen=address.network.prefixlen,
-                ignore=(errno.EEXIST,),
-            )
-        self._call(f"bring up {name}", "link", "set", index=index, state="up")
+        for other in self.ipv4_addresses(index):
+            if other != address and other.network.overlaps(address.network):
+                raise NetworkError(f"set up bridge {name}: it has address {other}, want {address}")
+        self._address_and_up(name, index, address)
         return index
 
     def add_veth(self, name: str, *, peer: str, peer_netns_fd: int, mtu: int | None) -> int:
@@ -179,16 +166,7 @@ class Netlink:
         index = self.index(name)
         if index is None:
             raise NetworkError(f"configure {name}: no such interface in the pod")
-        self._call(
-            f"add address {address} to {name}",
-            "addr",
-            "add",
-            index=index,
-            address=str(address.ip),
-            prefixlen=address.network.prefixlen,
-            ignore=(errno.EEXIST,),
-        )
-        self._call(f"bring up {name}", "link", "set", index=index, state="up")
+        self._address_and_up(name, index, address)
         self._call(
             f"add default route via {gateway}",
             "route",
@@ -200,6 +178,19 @@ class Netlink:
         )
 
     # -- internals -----------------------------------------------------------------
+
+    def _address_and_up(self, name: str, index: int, address: ipaddress.IPv4Interface) -> None:
+        """Give link `index` the address (already there is fine) and bring it up."""
+        self._call(
+            f"add address {address} to {name}",
+            "addr",
+            "add",
+            index=index,
+            address=str(address.ip),
+            prefixlen=address.network.prefixlen,
+            ignore=(errno.EEXIST,),
+        )
+        self._call(f"bring up {name}", "link", "set", index=index, state="up")
 
     def _call(
         self, what: str, method: str, *args: Any, ignore: tuple[int, ...] = (), **kwargs: Any

@@ -421,13 +421,7 @@ class ContainerManager:
         self._close_pidfd(container)
         if container.stop_timer is not None:
             container.stop_timer.cancel()
-        for pipe in container.pipes:
-            pipe.drain()
-            pipe.close()
-        if container.stdin is not None:
-            container.stdin.close()
-        if container.log is not None:
-            container.log.close()
+        _close_io(container)
         for waiter in container.waiters:
             waiter()
         container.waiters.clear()
@@ -540,10 +534,15 @@ class ContainerManager:
         """Let go of every container (they keep running): the supervisor exits."""
         for container in self.containers.values():
             self._close_pidfd(container)
-            for pipe in container.pipes:
-                pipe.drain()
-                pipe.close()
-            if container.stdin is not None:
-                container.stdin.close()
-            if container.log is not None:
-                container.log.close()
+            _close_io(container)
+
+
+def _close_io(container: Container) -> None:
+    """Flush what the container wrote to its log, then close its pipes and log."""
+    for pipe in container.pipes:
+        pipe.drain()
+        pipe.close()
+    if container.stdin is not None:
+        container.stdin.close()
+    if container.log is not None:
+        container.log.close()
