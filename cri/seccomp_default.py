@@ -5,7 +5,7 @@ What it owns: the allow-list of syscall names, the conditional rules (socket fam
 personality values, clone without namespace flags, clone3 answering ENOSYS), the extra
 syscalls per architecture and per capability, and :func:`default_profile`, which
 assembles an OCI ``linux.seccomp`` object from them. What it doesn't: choosing a
-profile (cri/oci_spec.py) or compiling and loading one (runtime/seccomp.py).
+profile (cri/oci_spec) or compiling and loading one (runtime/seccomp.py).
 
 Pure: the host's facts (machine name, kernel version) and the process's bounding
 capabilities are arguments, as containerd reads them from ``runtime.GOARCH``, the

@@ -1,4 +1,4 @@
-"""CRI requests to OCI configs (cri/oci_spec.py), table by table, against containerd's
+"""CRI requests to OCI configs (cri/oci_spec), table by table, against containerd's
 behaviour; every spec built here also passes runtime.spec.validate."""
 
 from __future__ import annotations
