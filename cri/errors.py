@@ -26,8 +26,13 @@ class InvalidArgument(Exception):
     """A request field is missing or malformed; the message names the field."""
 
 
+class NameTaken(Exception):
+    """A sandbox or container name (or id) is reserved for another one."""
+
+
 _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NameTaken, grpc.StatusCode.ALREADY_EXISTS),
     (image_errors.InvalidReference, grpc.StatusCode.INVALID_ARGUMENT),
     (image_errors.InvalidConfig, grpc.StatusCode.INVALID_ARGUMENT),
     (image_errors.NotFound, grpc.StatusCode.NOT_FOUND),
