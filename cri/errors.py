@@ -26,6 +26,10 @@ class InvalidArgument(Exception):
     """A request field is missing or malformed; the message names the field."""
 
 
+class Unimplemented(Exception):
+    """This server does not serve the RPC (a server without a node runs no pods)."""
+
+
 class NameTaken(Exception):
     """A sandbox or container name (or id) is reserved for another one."""
 
@@ -33,6 +37,7 @@ class NameTaken(Exception):
 _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NameTaken, grpc.StatusCode.ALREADY_EXISTS),
+    (Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
     (image_errors.InvalidReference, grpc.StatusCode.INVALID_ARGUMENT),
     (image_errors.InvalidConfig, grpc.StatusCode.INVALID_ARGUMENT),
     (image_errors.NotFound, grpc.StatusCode.NOT_FOUND),

@@ -1,11 +1,13 @@
 """`kubeling cri`: the CRI v1 gRPC server on a unix socket.
 
     kubeling cri [--socket /run/kubeling/kubeling.sock] [--images-root DIR]
-                 [--registries FILE] [--log-level info]
+                 [--registries FILE] [--state-dir DIR] [--pod-cidr CIDR]
+                 [--bridge NAME] [--sandbox-image REF] [--log-level info]
 
 Serves runtime.v1.RuntimeService and runtime.v1.ImageService (cri.api) from one
-process: a thread pool serves the RPCs, the image store is thread-safe. The socket
-is created 0660 and removed on shutdown (SIGINT/SIGTERM).
+process: a thread pool serves the RPCs, the image store is thread-safe. Before the
+server has threads, the node (cri.node: supervisor, pod network, records, sandbox
+image) is opened. The socket is created 0660 and removed on shutdown (SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import grpc
 
 from cri.api import api_pb2_grpc
 from cri.image_service import ImageService
+from cri.network import NetworkConfig
+from cri.node import DEFAULT_SANDBOX_IMAGE, DEFAULT_STATE_DIR, Node, open_node
 from cri.runtime_service import RuntimeService
 from images.registries import RegistryConfig
 from images.store import ImageStore
@@ -37,9 +41,10 @@ MAX_MESSAGE = 16 * 1024 * 1024
 
 
 def build_server(
-    socket_path: str, store: ImageStore, *, workers: int = 16
+    socket_path: str, store: ImageStore, *, node: Node | None = None, workers: int = 16
 ) -> tuple[grpc.Server, RuntimeService]:
-    """A started server bound to `socket_path` (an existing socket file is replaced)."""
+    """A started server bound to `socket_path` (an existing socket file is replaced).
+    Without a `node` it serves images and runtime info only (no pods)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cri"),
         options=[
@@ -47,7 +52,7 @@ def build_server(
             ("grpc.max_receive_message_length", MAX_MESSAGE),
         ],
     )
-    runtime_service = RuntimeService()
+    runtime_service = RuntimeService(node)
     api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime_service, server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(ImageService(store), server)
     os.makedirs(os.path.dirname(socket_path) or ".", mode=0o755, exist_ok=True)
@@ -64,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", default=DEFAULT_SOCKET)
     parser.add_argument("--images-root", default=DEFAULT_IMAGES_ROOT)
     parser.add_argument("--registries", default=DEFAULT_REGISTRIES)
+    parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    parser.add_argument("--pod-cidr", default="10.85.0.0/16")
+    parser.add_argument("--bridge", default="kubeling0")
+    parser.add_argument("--sandbox-image", default=DEFAULT_SANDBOX_IMAGE)
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])  # fmt: skip
     args = parser.parse_args(argv)
@@ -76,11 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         sys.stderr.write(f"kubeling cri: {e}\n")
         return 1
+    state_dir = Path(args.state_dir)
+    try:
+        network = NetworkConfig(
+            bridge=args.bridge, pod_cidr=args.pod_cidr, state_dir=state_dir / "network"
+        )
+        node = open_node(state_dir, store, network, sandbox_image=args.sandbox_image)
+    except Exception as e:
+        sys.stderr.write(f"kubeling cri: {e}\n")
+        store.close()
+        return 1
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        server, _ = build_server(args.socket, store)
+        server, _ = build_server(args.socket, store, node=node)
     except Exception as e:
         sys.stderr.write(f"kubeling cri: serve on {args.socket}: {e}\n")
         store.close()

@@ -1,10 +1,11 @@
 """The CRI RuntimeService.
 
-Implemented so far: Version, Status, RuntimeConfig, UpdateRuntimeConfig. Pod
-sandboxes, containers, streaming and stats are being built on the node
-supervisor (cri/supervisor) and the pod network (cri/network); until they land,
-those RPCs answer UNIMPLEMENTED (the generated base class does that), which CRI
-clients understand.
+Implemented so far: Version, Status, RuntimeConfig, UpdateRuntimeConfig and the pod
+sandbox family (RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus,
+ListPodSandbox: sandbox.py, when the service is given a `Node`). Containers,
+streaming and stats are being built on the node supervisor (cri/supervisor); until
+they land, those RPCs answer UNIMPLEMENTED (the generated base class does that),
+which CRI clients understand.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import threading
 import grpc
 
 from cri.api import api_pb2, api_pb2_grpc
-from cri.errors import InvalidArgument, rpc
+from cri.errors import InvalidArgument, Unimplemented, rpc
+from cri.node import Node
+from cri.runtime_service.sandbox import Sandboxes
 
 RUNTIME_NAME = "kubeling"
 RUNTIME_VERSION = "0.1.0"
@@ -25,9 +28,16 @@ CRI_VERSION = "0.1.0"
 
 
 class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self) -> None:
+    def __init__(self, node: Node | None = None) -> None:
         self._lock = threading.Lock()
         self.pod_cidr = ""
+        self.node = node
+        self._sandboxes = Sandboxes(node) if node is not None else None
+
+    def sandboxes(self, context: grpc.ServicerContext) -> Sandboxes:
+        if self._sandboxes is None:
+            raise Unimplemented("this server runs no pods")
+        return self._sandboxes
 
     @rpc
     def Version(
@@ -44,15 +54,19 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def Status(
         self, request: api_pb2.StatusRequest, context: grpc.ServicerContext
     ) -> api_pb2.StatusResponse:
-        conditions = [
-            api_pb2.RuntimeCondition(type="RuntimeReady", status=True),
-            api_pb2.RuntimeCondition(
+        if self.node is None:
+            network = api_pb2.RuntimeCondition(
                 type="NetworkReady",
                 status=False,
                 reason="NetworkPluginNotReady",
-                message="the pod network is not available in this version of kubeling",
-            ),
-        ]
+                message="this server runs no pod network",
+            )
+        else:
+            ready = self.node.network.readiness()
+            network = api_pb2.RuntimeCondition(
+                type="NetworkReady", status=ready.ready, reason=ready.reason, message=ready.message
+            )
+        conditions = [api_pb2.RuntimeCondition(type="RuntimeReady", status=True), network]
         response = api_pb2.StatusResponse(status=api_pb2.RuntimeStatus(conditions=conditions))
         if request.verbose:
             response.info["podCIDR"] = self.pod_cidr
@@ -83,3 +97,37 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         with self._lock:
             self.pod_cidr = cidr
         return api_pb2.UpdateRuntimeConfigResponse()
+
+    # -- pod sandboxes (sandbox.py) -------------------------------------------------------
+
+    @rpc
+    def RunPodSandbox(
+        self, request: api_pb2.RunPodSandboxRequest, context: grpc.ServicerContext
+    ) -> api_pb2.RunPodSandboxResponse:
+        return api_pb2.RunPodSandboxResponse(pod_sandbox_id=self.sandboxes(context).run(request))
+
+    @rpc
+    def StopPodSandbox(
+        self, request: api_pb2.StopPodSandboxRequest, context: grpc.ServicerContext
+    ) -> api_pb2.StopPodSandboxResponse:
+        self.sandboxes(context).stop(request.pod_sandbox_id)
+        return api_pb2.StopPodSandboxResponse()
+
+    @rpc
+    def RemovePodSandbox(
+        self, request: api_pb2.RemovePodSandboxRequest, context: grpc.ServicerContext
+    ) -> api_pb2.RemovePodSandboxResponse:
+        self.sandboxes(context).remove(request.pod_sandbox_id)
+        return api_pb2.RemovePodSandboxResponse()
+
+    @rpc
+    def PodSandboxStatus(
+        self, request: api_pb2.PodSandboxStatusRequest, context: grpc.ServicerContext
+    ) -> api_pb2.PodSandboxStatusResponse:
+        return self.sandboxes(context).status(request)
+
+    @rpc
+    def ListPodSandbox(
+        self, request: api_pb2.ListPodSandboxRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListPodSandboxResponse:
+        return self.sandboxes(context).list(request)

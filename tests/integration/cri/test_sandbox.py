@@ -1,0 +1,292 @@
+"""Pod sandboxes through the CRI server's gRPC stubs, against the real kernel (root):
+run, status, list, stop, remove, host network, and a restart of the server.
+
+Isolation: each test has its own state directory (supervisor, records, network
+state), bridge (ksb<hex>), veth and chain prefixes, netns directory, a /24 of
+10.214.0.0/16 no route or address uses, and cgroup parent; ip_forward and
+br_netfilter are left alone. Teardown removes the sandboxes, destroys the network
+and stops the supervisor by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from cri.api import api_pb2, api_pb2_grpc
+from cri.network import NetworkConfig
+from cri.network.manager import veth_name
+from cri.node import Node, open_node
+from cri.server import build_server
+from cri.supervisor.client import running_supervisor
+from images.store import ImageStore
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(
+        not all(shutil.which(tool) for tool in ("ip", "iptables", "nsenter", "skopeo")),
+        reason="needs ip, iptables, nsenter and skopeo",
+    ),
+]
+
+
+def run(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def ip_json(*argv: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = json.loads(run("ip", "-j", *argv) or "[]")
+    return found
+
+
+def free_cidr() -> str:
+    taken = []
+    for entry in ip_json("-4", "route", "show", "table", "all"):
+        dst = str(entry.get("dst", ""))
+        if dst and dst != "default":
+            with contextlib.suppress(ValueError):
+                taken.append(ipaddress.ip_network(dst, strict=False))
+    for iface in ip_json("-4", "addr", "show"):
+        for info in iface.get("addr_info", []):
+            taken.append(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False))
+    candidates = [ipaddress.ip_network(f"10.214.{n}.0/24") for n in range(256)]
+    random.shuffle(candidates)
+    for candidate in candidates:
+        if not any(candidate.overlaps(other) for other in taken):
+            return str(candidate)
+    raise AssertionError("no free /24 in 10.214.0.0/16")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class Cri:
+    state: Path
+    socket: str
+    network: NetworkConfig
+    images: ImageStore
+    cgroup_parent: str
+    node: Node | None = None
+    server: grpc.Server | None = None
+    channel: grpc.Channel | None = None
+    runtime: Any = None
+
+    def start(self) -> None:
+        self.node = open_node(self.state, self.images, self.network)
+        self.server, _ = build_server(self.socket, self.images, node=self.node, workers=8)
+        self.channel = grpc.insecure_channel(f"unix://{self.socket}")
+        self.runtime = api_pb2_grpc.RuntimeServiceStub(self.channel)
+
+    def stop_server(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self.server is not None:
+            self.server.stop(grace=None).wait()
+        self.channel = self.server = None
+
+    def config(self, name: str, **kwargs: Any) -> api_pb2.PodSandboxConfig:
+        kwargs.setdefault("metadata", {"name": name, "namespace": "test", "uid": f"uid-{name}"})
+        kwargs.setdefault("hostname", name)
+        linux = kwargs.setdefault("linux", {})
+        linux.setdefault("cgroup_parent", self.cgroup_parent)
+        return api_pb2.PodSandboxConfig(**kwargs)
+
+    def run_sandbox(self, config: api_pb2.PodSandboxConfig) -> str:
+        response = self.runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config))
+        return str(response.pod_sandbox_id)
+
+    def status(self, sandbox_id: str, verbose: bool = False) -> api_pb2.PodSandboxStatusResponse:
+        request = api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=verbose)
+        response: api_pb2.PodSandboxStatusResponse = self.runtime.PodSandboxStatus(request)
+        return response
+
+    def list(self, **filter: Any) -> list[str]:
+        request = api_pb2.ListPodSandboxRequest(filter=api_pb2.PodSandboxFilter(**filter))
+        return [item.id for item in self.runtime.ListPodSandbox(request).items]
+
+    def leftovers(self, sandbox_id: str, pid: int) -> list[str]:
+        found = []
+        with open("/proc/self/mountinfo") as mountinfo:
+            found += [line.split()[4] for line in mountinfo if sandbox_id in line.split()[4]]
+        if (self.network.netns_dir / sandbox_id).exists():
+            found.append("netns file")
+        names = {str(link["ifname"]) for link in ip_json("link", "show")}
+        if veth_name(self.network, sandbox_id) in names:
+            found.append("veth")
+        for controller in os.listdir("/sys/fs/cgroup"):
+            if Path(f"/sys/fs/cgroup/{controller}{self.cgroup_parent}/{sandbox_id}").exists():
+                found.append(f"cgroup {controller}")
+        if pid and alive(pid):
+            found.append(f"process {pid}")
+        if (self.state / "sandboxes" / sandbox_id).exists():
+            found.append("sandbox dir")
+        return found
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageStore]:
+    store = ImageStore(tmp_path_factory.mktemp("images"))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def cri(images: ImageStore, tmp_path: Path) -> Iterator[Cri]:
+    suffix = uuid.uuid4().hex[:6]
+    state = Path(tempfile.mkdtemp(prefix="klsb-"))  # short: the supervisor's socket path
+    network = NetworkConfig(
+        bridge=f"ksb{suffix}",
+        pod_cidr=free_cidr(),
+        state_dir=state / "network",
+        netns_dir=tmp_path / "netns",
+        veth_prefix=f"s{suffix[:5]}",
+        chain_prefix=f"KS-{suffix}",
+        ip_forward=False,
+        load_br_netfilter=False,
+    )
+    cri = Cri(state, str(tmp_path / "cri.sock"), network, images, f"/kubeling-test-sb-{suffix}")
+    cri.start()
+    try:
+        yield cri
+    finally:
+        try:
+            assert cri.node is not None
+            for record in cri.node.store.list_sandboxes():
+                cri.runtime.RemovePodSandbox(
+                    api_pb2.RemovePodSandboxRequest(pod_sandbox_id=record.id)
+                )
+            cri.stop_server()
+            cri.node.network.destroy()
+        finally:
+            pid = running_supervisor(state / "supervisor")
+            if pid > 0:
+                os.kill(pid, signal.SIGTERM)
+                wait_for(lambda: not alive(pid), f"supervisor {pid} to exit")
+            for controller in os.listdir("/sys/fs/cgroup"):
+                parent = Path(f"/sys/fs/cgroup/{controller}{cri.cgroup_parent}")
+                if parent.is_dir():
+                    parent.rmdir()
+            shutil.rmtree(state)
+
+
+def test_run_status_list_stop_remove(cri: Cri) -> None:
+    config = cri.config("web", labels={"app": "web"}, annotations={"a": "b"})
+    sandbox_id = cri.run_sandbox(config)
+    assert len(sandbox_id) == 64
+    status = cri.status(sandbox_id, verbose=True)
+    assert status.status.state == api_pb2.SANDBOX_READY
+    assert status.status.metadata.name == "web"
+    assert status.status.labels == {"app": "web"}
+    assert status.status.annotations == {"a": "b"}
+    assert status.status.created_at > 0
+    ip = ipaddress.ip_address(status.status.network.ip)
+    assert ip in ipaddress.ip_network(cri.network.pod_cidr)
+    options = status.status.linux.namespaces.options
+    assert options.network == api_pb2.POD
+    info = json.loads(status.info["info"])
+    pid = int(info["pid"])
+    assert alive(pid)
+    netns = info["netNamespacePath"]
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(netns).st_ino
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+    links = json.loads(run("nsenter", f"--net={netns}", "ip", "-j", "addr", "show", "eth0"))
+    assert links[0]["addr_info"][0]["local"] == str(ip)
+
+    other = cri.run_sandbox(cri.config("db", labels={"app": "db"}))
+    assert cri.list() == [sandbox_id, other]
+    assert cri.list(id=sandbox_id[:12]) == [sandbox_id]
+    assert cri.list(label_selector={"app": "db"}) == [other]
+    ready = api_pb2.PodSandboxStateValue(state=api_pb2.SANDBOX_READY)
+    assert cri.list(state=ready) == [sandbox_id, other]
+
+    with pytest.raises(grpc.RpcError) as taken:
+        cri.run_sandbox(config)
+    assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+    cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox_id))
+    cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox_id))
+    stopped = cri.status(sandbox_id)
+    assert stopped.status.state == api_pb2.SANDBOX_NOTREADY
+    assert stopped.status.network.ip == ""
+    assert not alive(pid)
+    assert cri.node is not None
+    assert sandbox_id not in cri.node.network.allocations()
+    assert cri.list(state=ready) == [other]
+
+    for _ in range(2):
+        cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id))
+    assert cri.list() == [other]
+    assert cri.leftovers(sandbox_id, pid) == []
+    with pytest.raises(grpc.RpcError) as gone:
+        cri.status(sandbox_id)
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    # The name is free again.
+    again = cri.run_sandbox(config)
+    assert cri.list() == [other, again]
+
+
+def test_bad_and_unknown(cri: Cri) -> None:
+    with pytest.raises(grpc.RpcError) as bad:
+        cri.runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=api_pb2.PodSandboxConfig()))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "config.metadata" in str(bad.value.details())
+    unknown = "f" * 64
+    cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=unknown))
+    cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=unknown))
+    assert cri.list() == []
+
+
+def test_host_network(cri: Cri) -> None:
+    options = {"network": api_pb2.NODE}
+    config = cri.config("host", linux={"security_context": {"namespace_options": options}})
+    sandbox_id = cri.run_sandbox(config)
+    status = cri.status(sandbox_id, verbose=True)
+    assert status.status.state == api_pb2.SANDBOX_READY
+    assert status.status.network.ip == ""
+    pid = int(json.loads(status.info["info"])["pid"])
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+    cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id))
+    assert cri.leftovers(sandbox_id, pid) == []
+
+
+def test_restart_keeps_sandboxes(cri: Cri) -> None:
+    sandbox_id = cri.run_sandbox(cri.config("keep"))
+    cri.stop_server()
+    cri.start()
+    assert cri.list() == [sandbox_id]
+    assert cri.status(sandbox_id).status.state == api_pb2.SANDBOX_READY
+    with pytest.raises(grpc.RpcError) as taken:
+        cri.run_sandbox(cri.config("keep"))
+    assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
