@@ -8,25 +8,30 @@ with whiteouts and an opaque directory, gzip-compressed. It is pushed to a
 docker-registry on 127.0.0.1 that the bench starts, and pulled over plain HTTP by:
 
 - kubeling (library): ImageStore.pull, as the CRI server calls it. "cold" starts from
-  an empty store each run; "warm" pulls again into a store that has the image (its
-  blobs and layer snapshots are present: only the manifest is fetched).
+  a new, empty store in a never-used directory each run; "warm" pulls again into a
+  store that has the image (its blobs and layer snapshots are present: only the
+  manifest is fetched).
 - kubeling (CLI, cold): `kubeling images pull` in a new interpreter.
 - containerd (Debian package), started by the bench on its own --root/--state/socket
   with a generated config: `ctr images pull --plain-http` (fetch + unpack into the
-  overlayfs snapshotter). Cold = after `ctr images rm --sync` (content and snapshots
-  garbage-collected, checked), warm = pulling again.
+  overlayfs snapshotter). Cold = a new containerd on a new root each run (started
+  before the clock starts), warm = pulling again into it.
 - CRI PullImage through `crictl` when crictl is installed (containerd's CRI plugin then
   gets a hosts.toml that maps the registry to plain HTTP); otherwise that column is
   skipped and the bench says so.
 
 Every tool runs the same image in the same run, alternating, and the medians are
-printed with ratios against containerd. Benchmarks never gate anything on time.
+printed with ratios against containerd. No tree is deleted before a measured run
+(deleting one slows file creation on some disks for a while): every cold run gets a
+fresh directory, and the whole work directory is removed at the end. Benchmarks never
+gate anything on time.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -44,6 +49,9 @@ from images.store import ImageStore
 from images.testing import LocalRegistry
 
 KUBELING = str(Path(sys.executable).parent / "kubeling")
+
+#: Starts a containerd on a fresh directory ``work/<name>`` (cri: with the CRI plugin).
+ContainerdFactory = Callable[..., "Containerd"]
 
 
 def build_bench_image(layout_dir: Path, total_mb: int) -> int:
@@ -171,17 +179,6 @@ class Containerd:
             stdin=subprocess.DEVNULL,
         )
 
-    def clear(self, ref: str) -> None:
-        """Remove the image and wait until its content and snapshots are collected."""
-        self.ctr("images", "rm", "--sync", ref, check=False)
-        for _ in range(100):
-            content = self.ctr("content", "ls", "-q").stdout.split()
-            snapshots = self.ctr("snapshots", "ls").stdout.strip().splitlines()[1:]
-            if not content and not snapshots:
-                return
-            time.sleep(0.05)
-        raise RuntimeError("containerd kept content or snapshots after images rm --sync")
-
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -192,6 +189,10 @@ class Containerd:
                 self.process.wait()
         self.log.close()
         unmount_below(self.workdir)
+
+
+def containerd_on(work: Path, registry_host: str, name: str, *, cri: bool) -> Containerd:
+    return Containerd(work / name, registry_host, cri=cri)
 
 
 def unmount_below(path: Path) -> None:
@@ -236,21 +237,21 @@ def main() -> int:
             ref = f"{registry.host}/bench/image:1"
             push(work / "layout", "bench", ref)
             print(f"image {ref}: {size / 1e6:.1f} MB compressed, 7 layers")
-            containerd = None
+            containerd: ContainerdFactory | None = None
             if have_containerd:
-                containerd = Containerd(work / "ctrd", registry.host, cri=have_crictl)
-            try:
-                results = measure(work, ref, containerd, args.runs, have_crictl)
-            finally:
-                if containerd is not None:
-                    containerd.stop()
+                containerd = functools.partial(containerd_on, work, registry.host)
+            results = measure(work, ref, containerd, args.runs, have_crictl)
     report(results, args.runs, have_crictl and have_containerd)
     return 0
 
 
 def measure(
-    work: Path, ref: str, containerd: Containerd | None, runs: int, have_crictl: bool
+    work: Path, ref: str, containerd: ContainerdFactory | None, runs: int, have_crictl: bool
 ) -> dict[str, list[float]]:
+    """Alternate the tools, ``runs`` times. Every cold run writes into a fresh,
+    never-used directory (a new store, or a new containerd root); nothing is deleted
+    until the end of the bench, since deleting a tree just before a measured run slows
+    file creation on some disks for a while (discards and journal work)."""
     results: dict[str, list[float]] = {}
 
     def add(name: str, seconds: float) -> None:
@@ -258,34 +259,34 @@ def measure(
 
     warm_store = ImageStore(work / "warm")
     warm_store.pull(ref)
-    if containerd is not None:
-        containerd.ctr("images", "pull", "--plain-http", ref)
-        containerd.clear(ref)
     try:
         for run in range(runs):
-            root = work / f"cold-{run}"
-            with ImageStore(root) as store:
+            with ImageStore(work / f"cold-{run}") as store:
                 add("kubeling cold", timed(store.pull, ref))
-            shutil.rmtree(root)
             add("kubeling warm", timed(warm_store.pull, ref))
 
             cli_root = work / f"cli-{run}"
             argv = [KUBELING, "images", "--root", str(cli_root), "pull", "-q", ref]
             add("kubeling CLI cold", timed(run_quiet, argv))
-            shutil.rmtree(cli_root)
 
             if containerd is None:
                 continue
             pull = ("images", "pull", "--plain-http", ref)
-            add("ctr cold", timed(containerd.ctr, *pull))
-            add("ctr warm", timed(containerd.ctr, *pull))
-            containerd.clear(ref)
+            ctrd = containerd(f"ctrd-{run}", cri=False)
+            try:
+                add("ctr cold", timed(ctrd.ctr, *pull))
+                add("ctr warm", timed(ctrd.ctr, *pull))
+            finally:
+                ctrd.stop()
 
             if have_crictl:
-                crictl = ["crictl", "-r", f"unix://{containerd.socket}", "pull", ref]
-                add("CRI PullImage cold", timed(run_quiet, crictl))
-                add("CRI PullImage warm", timed(run_quiet, crictl))
-                containerd.clear(ref)
+                ctrd = containerd(f"cri-{run}", cri=True)
+                try:
+                    crictl = ["crictl", "-r", f"unix://{ctrd.socket}", "pull", ref]
+                    add("CRI PullImage cold", timed(run_quiet, crictl))
+                    add("CRI PullImage warm", timed(run_quiet, crictl))
+                finally:
+                    ctrd.stop()
     finally:
         warm_store.close()
     return results
