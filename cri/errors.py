@@ -34,9 +34,14 @@ class NameTaken(Exception):
     """A sandbox or container name (or id) is reserved for another one."""
 
 
+class DeadlineExceeded(Exception):
+    """The operation did not finish in the time the request allowed (ExecSync)."""
+
+
 _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NameTaken, grpc.StatusCode.ALREADY_EXISTS),
+    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
     (image_errors.InvalidReference, grpc.StatusCode.INVALID_ARGUMENT),
     (image_errors.InvalidConfig, grpc.StatusCode.INVALID_ARGUMENT),

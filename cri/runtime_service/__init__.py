@@ -1,11 +1,13 @@
 """The CRI RuntimeService.
 
-Implemented so far: Version, Status, RuntimeConfig, UpdateRuntimeConfig and the pod
+Implemented so far: Version, Status, RuntimeConfig, UpdateRuntimeConfig, the pod
 sandbox family (RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus,
-ListPodSandbox: sandbox.py, when the service is given a `Node`). Containers,
-streaming and stats are being built on the node supervisor (cri/supervisor); until
-they land, those RPCs answer UNIMPLEMENTED (the generated base class does that),
-which CRI clients understand.
+ListPodSandbox: sandbox.py) and the container family (CreateContainer,
+StartContainer, StopContainer, RemoveContainer, ListContainers, ContainerStatus,
+ExecSync: containers.py), when the service is given a `Node`. UpdateContainerResources,
+ReopenContainerLog, streaming, stats and events are being built on the node supervisor
+(cri/supervisor); until they land, those RPCs answer UNIMPLEMENTED (the generated base
+class does that), which CRI clients understand.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import grpc
 from cri.api import api_pb2, api_pb2_grpc
 from cri.errors import InvalidArgument, Unimplemented, rpc
 from cri.node import Node
+from cri.runtime_service.containers import Containers
 from cri.runtime_service.sandbox import Sandboxes
 
 RUNTIME_NAME = "kubeling"
@@ -32,12 +35,24 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self._lock = threading.Lock()
         self.pod_cidr = ""
         self.node = node
-        self._sandboxes = Sandboxes(node) if node is not None else None
+        self._containers = Containers(node) if node is not None else None
+        self._sandboxes = None
+        if node is not None and self._containers is not None:
+            self._sandboxes = Sandboxes(
+                node,
+                stop_containers=self._containers.stop_sandbox,
+                remove_containers=self._containers.remove_sandbox,
+            )
 
     def sandboxes(self, context: grpc.ServicerContext) -> Sandboxes:
         if self._sandboxes is None:
             raise Unimplemented("this server runs no pods")
         return self._sandboxes
+
+    def containers(self, context: grpc.ServicerContext) -> Containers:
+        if self._containers is None:
+            raise Unimplemented("this server runs no containers")
+        return self._containers
 
     @rpc
     def Version(
@@ -131,3 +146,52 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self, request: api_pb2.ListPodSandboxRequest, context: grpc.ServicerContext
     ) -> api_pb2.ListPodSandboxResponse:
         return self.sandboxes(context).list(request)
+
+    # -- containers (containers.py) -------------------------------------------------------
+
+    @rpc
+    def CreateContainer(
+        self, request: api_pb2.CreateContainerRequest, context: grpc.ServicerContext
+    ) -> api_pb2.CreateContainerResponse:
+        return api_pb2.CreateContainerResponse(
+            container_id=self.containers(context).create(request)
+        )
+
+    @rpc
+    def StartContainer(
+        self, request: api_pb2.StartContainerRequest, context: grpc.ServicerContext
+    ) -> api_pb2.StartContainerResponse:
+        self.containers(context).start(request.container_id)
+        return api_pb2.StartContainerResponse()
+
+    @rpc
+    def StopContainer(
+        self, request: api_pb2.StopContainerRequest, context: grpc.ServicerContext
+    ) -> api_pb2.StopContainerResponse:
+        self.containers(context).stop(request.container_id, float(request.timeout))
+        return api_pb2.StopContainerResponse()
+
+    @rpc
+    def RemoveContainer(
+        self, request: api_pb2.RemoveContainerRequest, context: grpc.ServicerContext
+    ) -> api_pb2.RemoveContainerResponse:
+        self.containers(context).remove(request.container_id)
+        return api_pb2.RemoveContainerResponse()
+
+    @rpc
+    def ListContainers(
+        self, request: api_pb2.ListContainersRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListContainersResponse:
+        return self.containers(context).list(request)
+
+    @rpc
+    def ContainerStatus(
+        self, request: api_pb2.ContainerStatusRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ContainerStatusResponse:
+        return self.containers(context).status(request)
+
+    @rpc
+    def ExecSync(
+        self, request: api_pb2.ExecSyncRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ExecSyncResponse:
+        return self.containers(context).exec_sync(request)

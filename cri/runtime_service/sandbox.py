@@ -26,6 +26,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,17 @@ def rootfs_key(sandbox_id: str) -> str:
 class Sandboxes:
     """The sandbox RPCs over one node; every method is safe from any thread."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(
+        self,
+        node: Node,
+        *,
+        stop_containers: Callable[[str], None] | None = None,
+        remove_containers: Callable[[str], None] | None = None,
+    ) -> None:
         self.node = node
+        # The sandbox's containers: stopped by Stop, removed by Remove (containers.py).
+        self._stop_containers = stop_containers
+        self._remove_containers = remove_containers
         self._lock = threading.Lock()
         self._busy: dict[str, threading.Lock] = {}
 
@@ -169,6 +179,8 @@ class Sandboxes:
 
     def _stop(self, record: SandboxRecord) -> None:
         node = self.node
+        if self._stop_containers is not None:
+            self._stop_containers(record.id)
         try:
             node.supervisor.stop(record.id, timeout=STOP_TIMEOUT)
         except SupervisorNotFound:
@@ -190,6 +202,8 @@ class Sandboxes:
         node = self.node
         with self._sandbox_lock(sandbox_id):
             self._stop(node.store.get_sandbox(sandbox_id))
+            if self._remove_containers is not None:
+                self._remove_containers(sandbox_id)
             _forget_container(node, sandbox_id)
             directory = self._dir(sandbox_id)
             unmount_rootfs(str(directory / "rootfs"))

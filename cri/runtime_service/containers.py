@@ -1,0 +1,513 @@
+"""Containers: CreateContainer, StartContainer, StopContainer, RemoveContainer,
+ListContainers, ContainerStatus and ExecSync, as containerd's CRI plugin does them
+(internal/cri/server/container_*.go).
+
+A container runs in its sandbox's namespaces: the network namespace by the sandbox's
+netns path, IPC, UTS (and pid when the pod shares it) through the pause process's
+/proc/<pid>/ns/... files. Per container, under <state>/containers/<id>/: rootfs/ (the
+image's snapshot "container-<id>", mounted) and config.json; the bundle is that
+directory. The node supervisor forks, reaps and logs it; the record in cri.store holds
+what the CRI reports, and its state is brought up to date from the supervisor's (which
+records exits) whenever it is read.
+
+Create registers an undo after each acquisition (STYLE.md §4) and pops them all once
+the record is written. Stop and Remove are idempotent: an unknown id succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal as signals
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from cri import oci_spec
+from cri.api import api_pb2
+from cri.errors import DeadlineExceeded, InvalidArgument
+from cri.node import Node
+from cri.oci_spec import DeviceInfo, SandboxInfo
+from cri.runtime_service.sandbox import host_facts, load_seccomp, read_users
+from cri.store import (
+    ContainerRecord,
+    ContainerState,
+    Kind,
+    NotFound,
+    SandboxRecord,
+    SandboxState,
+    container_name_key,
+    to_container,
+)
+from cri.supervisor import ContainerInfo, Status
+from cri.supervisor import InvalidState as SupervisorInvalidState
+from cri.supervisor import NotFound as SupervisorNotFound
+from images import errors as image_errors
+from images.metadata import Image
+from runtime import errors as runtime_errors
+from runtime.cgroups import CgroupError, Manager, open_manager
+from runtime.mounts import mount_rootfs, unmount_rootfs
+
+log = logging.getLogger(__name__)
+
+REASON_COMPLETED = "Completed"
+REASON_ERROR = "Error"
+REASON_OOM_KILLED = "OOMKilled"
+
+
+def rootfs_key(container_id: str) -> str:
+    return f"container-{container_id}"
+
+
+def image_user(container_id: str) -> str:
+    """The name under which a container holds its image (ImageStore.add_user)."""
+    return f"container:{container_id}"
+
+
+class Containers:
+    """The container RPCs over one node; every method is safe from any thread."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._lock = threading.Lock()
+        self._busy: dict[str, threading.Lock] = {}
+
+    @property
+    def containers_dir(self) -> Path:
+        return self.node.state_dir / "containers"
+
+    def _container_lock(self, container_id: str) -> threading.Lock:
+        with self._lock:
+            return self._busy.setdefault(container_id, threading.Lock())
+
+    def _dir(self, container_id: str) -> Path:
+        return self.containers_dir / container_id
+
+    # -- create ------------------------------------------------------------------------
+
+    def create(self, request: api_pb2.CreateContainerRequest) -> str:
+        config = request.config
+        check_metadata(config)
+        if not request.pod_sandbox_id:
+            raise InvalidArgument("pod_sandbox_id: required")
+        if not config.image.image:
+            raise InvalidArgument("config.image.image: required")
+        node = self.node
+        sandbox = node.store.get_sandbox(request.pod_sandbox_id)
+        if sandbox.state is not SandboxState.READY:
+            raise runtime_errors.InvalidState(f"sandbox {sandbox.id} is not ready")
+        image = node.images.get(config.image.image)  # NOT_FOUND names the image
+        container_id = secrets.token_hex(32)
+        name_key = container_name_key(config.metadata, sandbox.metadata())
+        self.containers_dir.mkdir(mode=0o711, exist_ok=True)
+        with contextlib.ExitStack() as undo:
+            node.store.reserve_name(Kind.CONTAINER, name_key, container_id)
+            undo.callback(node.store.release_name, Kind.CONTAINER, name_key)
+            info = self._sandbox_info(sandbox)
+            directory = self._dir(container_id)
+            directory.mkdir(mode=0o711)
+            undo.callback(shutil.rmtree, directory, ignore_errors=True)
+            rootfs = str(directory / "rootfs")
+            mounts = node.images.rootfs(image, rootfs_key(container_id))
+            undo.callback(node.images.remove_rootfs, rootfs_key(container_id))
+            mount_rootfs(
+                [{"type": m.type, "source": m.source, "options": list(m.options)} for m in mounts],
+                rootfs,
+            )
+            undo.callback(unmount_rootfs, rootfs)
+            spec = oci_spec.container_spec(
+                container_id=container_id,
+                config=config,
+                sandbox=info,
+                image=image,
+                rootfs=rootfs,
+                users=read_users(Path(rootfs)),
+                stat_device=stat_device,
+                load_seccomp=load_seccomp,
+            )
+            (directory / "config.json").write_text(json.dumps(spec))
+            log_path = ""
+            if sandbox.log_directory and config.log_path:
+                log_path = os.path.join(sandbox.log_directory, config.log_path)
+                os.makedirs(os.path.dirname(log_path), mode=0o755, exist_ok=True)
+            node.images.add_user(image.id, image_user(container_id))
+            undo.callback(node.images.remove_user, image.id, image_user(container_id))
+            created = node.supervisor.create(
+                container_id, str(directory), log_path=log_path, stdin=config.stdin
+            )
+            undo.callback(_forget, node, container_id)
+            node.store.add_container(
+                ContainerRecord(
+                    id=container_id,
+                    sandbox_id=sandbox.id,
+                    name=config.metadata.name,
+                    attempt=config.metadata.attempt,
+                    state=ContainerState.CREATED,
+                    created_at=created.created_at or time.time_ns(),
+                    labels=dict(config.labels),
+                    annotations=dict(config.annotations),
+                    image=config.image.image,
+                    image_ref=image_ref(image),
+                    image_id=image.id,
+                    log_path=log_path,
+                    config=config.SerializeToString(),
+                )
+            )
+            undo.pop_all()
+        log.info(
+            "container %s created in sandbox %s",
+            container_id,
+            sandbox.id,
+            extra={"container": container_id, "sandbox": sandbox.id},
+        )
+        return container_id
+
+    def _sandbox_info(self, sandbox: SandboxRecord) -> SandboxInfo:
+        config = api_pb2.PodSandboxConfig.FromString(sandbox.config)
+        options = config.linux.security_context.namespace_options
+        try:
+            pause = self.node.supervisor.state(sandbox.id)
+        except SupervisorNotFound:
+            raise runtime_errors.InvalidState(f"sandbox {sandbox.id}: no pause process") from None
+        if pause.status is not Status.RUNNING or not pause.pid:
+            raise runtime_errors.InvalidState(f"sandbox {sandbox.id}: pause is not running")
+
+        def ns(kind: str, host: bool) -> str:
+            return oci_spec.HOST if host else f"/proc/{pause.pid}/ns/{kind}"
+
+        host_network = options.network == api_pb2.NODE
+        directory = self.node.sandboxes_dir / sandbox.id
+        shm = directory / "shm"
+        pid_namespaces = {}
+        for record in self.node.store.list_containers(
+            api_pb2.ContainerFilter(pod_sandbox_id=sandbox.id)
+        ):
+            with contextlib.suppress(SupervisorNotFound):
+                state = self.node.supervisor.state(record.id)
+                if state.status is Status.RUNNING and state.pid:
+                    pid_namespaces[record.id] = f"/proc/{state.pid}/ns/pid"
+        return SandboxInfo(
+            id=sandbox.id,
+            network_ns=oci_spec.HOST if host_network else sandbox.netns_path,
+            ipc_ns=ns("ipc", options.ipc == api_pb2.NODE),
+            uts_ns=ns("uts", host_network),
+            pid_ns=ns("pid", options.pid == api_pb2.NODE),
+            name=sandbox.name,
+            namespace=sandbox.namespace,
+            uid=sandbox.uid,
+            cgroup_parent=sandbox.cgroup_parent,
+            hostname=config.hostname or _read_hostname(directory),
+            hostname_path=str(directory / "hostname"),
+            hosts_path=str(directory / "hosts"),
+            resolv_path=str(directory / "resolv.conf"),
+            shm_path=str(shm) if os.path.ismount(shm) else "",
+            log_directory=sandbox.log_directory,
+            privileged=config.linux.security_context.privileged,
+            container_pid_ns=pid_namespaces,
+            host=host_facts(),
+        )
+
+    # -- start, stop, remove -----------------------------------------------------------
+
+    def start(self, id_or_prefix: str) -> None:
+        container_id = self.node.store.resolve_id(Kind.CONTAINER, id_or_prefix)
+        with self._container_lock(container_id):
+            record = self._refresh(self.node.store.get_container(container_id))
+            if record.state is not ContainerState.CREATED:
+                raise runtime_errors.InvalidState(
+                    f"container {container_id} is {record.state.value}, not CREATED"
+                )
+            try:
+                info = self.node.supervisor.start(container_id)
+            except SupervisorInvalidState as e:
+                raise runtime_errors.InvalidState(str(e)) from None
+            except SupervisorNotFound as e:
+                raise NotFound(str(e)) from None
+            self._update(record, info)
+        log.info("container %s started", container_id, extra={"container": container_id})
+
+    def stop(self, id_or_prefix: str, timeout: float) -> None:
+        try:
+            container_id = self.node.store.resolve_id(Kind.CONTAINER, id_or_prefix)
+        except NotFound:
+            return  # idempotent, as the kubelet expects
+        with self._container_lock(container_id):
+            self._stop(self.node.store.get_container(container_id), timeout)
+
+    def _stop(self, record: ContainerRecord, timeout: float) -> None:
+        record = self._refresh(record)
+        if record.state not in (ContainerState.RUNNING, ContainerState.UNKNOWN):
+            return  # containerd leaves a created or exited one alone
+        signum = signals.SIGKILL if timeout <= 0 else self._stop_signal(record)
+        try:
+            info = self.node.supervisor.stop(record.id, timeout=max(timeout, 0.0), signal=signum)
+        except SupervisorNotFound:
+            return
+        self._update(record, info)
+        log.info("container %s stopped", record.id, extra={"container": record.id})
+
+    def _stop_signal(self, record: ContainerRecord) -> int:
+        try:
+            name = self.node.images.get(record.image_id).config.stop_signal
+        except image_errors.ImageError:
+            return signals.SIGTERM
+        return parse_signal(name)
+
+    def remove(self, id_or_prefix: str) -> None:
+        try:
+            container_id = self.node.store.resolve_id(Kind.CONTAINER, id_or_prefix)
+        except NotFound:
+            return
+        with self._container_lock(container_id):
+            self._remove(self.node.store.get_container(container_id))
+        with self._lock:
+            self._busy.pop(container_id, None)
+
+    def _remove(self, record: ContainerRecord) -> None:
+        node = self.node
+        self._stop(record, 0)
+        _forget(node, record.id)  # a forced delete kills whatever init left behind
+        directory = self._dir(record.id)
+        unmount_rootfs(str(directory / "rootfs"))
+        with contextlib.suppress(image_errors.NotFound):
+            node.images.remove_rootfs(rootfs_key(record.id))
+        with contextlib.suppress(image_errors.NotFound):
+            node.images.remove_user(record.image_id, image_user(record.id))
+        shutil.rmtree(directory, ignore_errors=True)
+        node.store.remove_container(record.id)
+        log.info("container %s removed", record.id, extra={"container": record.id})
+
+    def _cgroup(self, record: ContainerRecord) -> Manager | None:
+        """The manager of the container's cgroup, if it still exists."""
+        try:
+            spec = json.loads((self._dir(record.id) / "config.json").read_text())
+            manager = open_manager(str(spec["linux"]["cgroupsPath"]))
+        except (OSError, ValueError, KeyError, CgroupError):
+            return None
+        return manager if manager.exists() else None
+
+    def stop_sandbox(self, sandbox_id: str) -> None:
+        """Stop every container of the sandbox at once (StopPodSandbox)."""
+        for record in self._of_sandbox(sandbox_id):
+            self.stop(record.id, 0)
+
+    def remove_sandbox(self, sandbox_id: str) -> None:
+        """Remove every container of the sandbox (RemovePodSandbox)."""
+        for record in self._of_sandbox(sandbox_id):
+            self.remove(record.id)
+
+    def _of_sandbox(self, sandbox_id: str) -> list[ContainerRecord]:
+        return self.node.store.list_containers(api_pb2.ContainerFilter(pod_sandbox_id=sandbox_id))
+
+    # -- state from the supervisor -----------------------------------------------------
+
+    def _refresh(
+        self, record: ContainerRecord, info: ContainerInfo | None = None
+    ) -> ContainerRecord:
+        """The record with the supervisor's state, saved if it changed. Exited is final."""
+        if record.state is ContainerState.EXITED:
+            return record
+        if info is None:
+            try:
+                info = self.node.supervisor.state(record.id)
+            except SupervisorNotFound:
+                return record
+        return self._update(record, info)
+
+    def _update(self, record: ContainerRecord, info: ContainerInfo) -> ContainerRecord:
+        changes: dict[str, Any] = {}
+        if info.status is Status.RUNNING:
+            changes = {"state": ContainerState.RUNNING, "started_at": info.started_at}
+        elif info.status is Status.STOPPED:
+            code = 255 if info.exit_code is None else info.exit_code
+            changes = {
+                "state": ContainerState.EXITED,
+                "started_at": info.started_at,
+                "finished_at": info.finished_at or time.time_ns(),
+                "exit_code": code,
+                "reason": self._exit_reason(record, code),
+            }
+        if not changes or all(getattr(record, k) == v for k, v in changes.items()):
+            return record
+        return self.node.store.update_container(
+            record.id, lambda current: dataclasses.replace(current, **changes)
+        )
+
+    def _exit_reason(self, record: ContainerRecord, code: int) -> str:
+        if code == 0:
+            return REASON_COMPLETED
+        if self._oom_killed(record):
+            return REASON_OOM_KILLED
+        return REASON_ERROR
+
+    def _oom_killed(self, record: ContainerRecord) -> bool:
+        """Whether the container's cgroup counts an OOM kill (while it still exists)."""
+        manager = self._cgroup(record)
+        return manager is not None and manager.stats().memory.oom_kill_count > 0
+
+    def _current(self, id_or_prefix: str) -> ContainerRecord:
+        return self._refresh(self.node.store.get_container(id_or_prefix))
+
+    # -- status and list ---------------------------------------------------------------
+
+    def status(self, request: api_pb2.ContainerStatusRequest) -> api_pb2.ContainerStatusResponse:
+        record = self._current(request.container_id)
+        config = api_pb2.ContainerConfig.FromString(record.config)
+        image_spec = api_pb2.ImageSpec()
+        image_spec.CopyFrom(config.image)
+        with contextlib.suppress(image_errors.ImageError):
+            image = self.node.images.get(record.image_id)
+            if image.repo_tags:
+                image_spec.image = image.repo_tags[0]
+        status = api_pb2.ContainerStatus(
+            id=record.id,
+            metadata=record.metadata(),
+            state=record.state.to_cri(),
+            created_at=record.created_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            exit_code=record.exit_code,
+            image=image_spec,
+            image_ref=record.image_ref,
+            image_id=record.image_id,
+            reason=record.reason,
+            message=record.message,
+            labels=dict(record.labels),
+            annotations=dict(record.annotations),
+            mounts=list(config.mounts),
+            log_path=record.log_path,
+        )
+        response = api_pb2.ContainerStatusResponse(status=status)
+        if request.verbose:
+            response.info["info"] = json.dumps(self._verbose_info(record, config))
+        return response
+
+    def _verbose_info(self, record: ContainerRecord, config: api_pb2.ContainerConfig) -> Any:
+        pid = 0
+        with contextlib.suppress(SupervisorNotFound):
+            info = self.node.supervisor.state(record.id)
+            if info.status is Status.RUNNING:
+                pid = info.pid
+        try:
+            spec = json.loads((self._dir(record.id) / "config.json").read_text())
+        except (OSError, ValueError):
+            spec = None
+        return {
+            "sandboxID": record.sandbox_id,
+            "pid": pid,
+            "removing": False,
+            "snapshotKey": rootfs_key(record.id),
+            "image": record.image_id,
+            "config": json_format.MessageToDict(config),
+            "runtimeSpec": spec,
+        }
+
+    def list(self, request: api_pb2.ListContainersRequest) -> api_pb2.ListContainersResponse:
+        try:
+            infos = {info.id: info for info in self.node.supervisor.list()}
+        except SupervisorNotFound:
+            infos = {}
+        for record in self.node.store.list_containers():
+            info = infos.get(record.id)
+            if info is not None:
+                with contextlib.suppress(NotFound):
+                    self._refresh(record, info)
+        filter = request.filter if request.HasField("filter") else None
+        items = [to_container(r) for r in self.node.store.list_containers(filter)]
+        return api_pb2.ListContainersResponse(containers=items)
+
+    # -- exec --------------------------------------------------------------------------
+
+    def exec_sync(self, request: api_pb2.ExecSyncRequest) -> api_pb2.ExecSyncResponse:
+        if not request.cmd:
+            raise InvalidArgument("cmd: required")
+        record = self._current(request.container_id)
+        if record.state is not ContainerState.RUNNING:
+            raise runtime_errors.InvalidState(
+                f"container {record.id} is {record.state.value}, not RUNNING"
+            )
+        try:
+            result = self.node.supervisor.exec_sync(
+                record.id, list(request.cmd), timeout=float(max(request.timeout, 0))
+            )
+        except SupervisorInvalidState as e:
+            raise runtime_errors.InvalidState(str(e)) from None
+        except SupervisorNotFound as e:
+            raise NotFound(str(e)) from None
+        if result.timed_out:
+            raise DeadlineExceeded(
+                f"command {list(request.cmd)!r} timed out after {request.timeout} s"
+            )
+        return api_pb2.ExecSyncResponse(
+            stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
+        )
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+
+def check_metadata(config: api_pb2.ContainerConfig) -> None:
+    if not config.HasField("metadata"):
+        raise InvalidArgument("config.metadata: required")
+    if not config.metadata.name:
+        raise InvalidArgument("config.metadata.name: required")
+
+
+def image_ref(image: Image) -> str:
+    """What containerd reports as the image ref: the first repo digest, else the id."""
+    return image.repo_digests[0] if image.repo_digests else image.id
+
+
+def parse_signal(name: str) -> int:
+    """An image's StopSignal (SIGQUIT, QUIT or 3); SIGTERM when empty or unknown."""
+    text = name.strip().upper()
+    if not text:
+        return signals.SIGTERM
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signals.Signals[text if text.startswith("SIG") else f"SIG{text}"])
+    except KeyError:
+        log.warning("unknown stop signal %r, using SIGTERM", name)
+        return signals.SIGTERM
+
+
+def stat_device(path: str) -> DeviceInfo:
+    st = os.stat(path)
+    if stat.S_ISCHR(st.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(st.st_mode):
+        kind = "b"
+    elif stat.S_ISFIFO(st.st_mode):
+        kind = "p"
+    else:
+        raise ValueError(f"{path} is not a device node")
+    return DeviceInfo(
+        kind,  # type: ignore[arg-type]
+        os.major(st.st_rdev),
+        os.minor(st.st_rdev),
+        stat.S_IMODE(st.st_mode),
+        st.st_uid,
+        st.st_gid,
+    )
+
+
+def _read_hostname(directory: Path) -> str:
+    try:
+        return (directory / "hostname").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _forget(node: Node, container_id: str) -> None:
+    with contextlib.suppress(SupervisorNotFound):
+        node.supervisor.delete(container_id, force=True)

@@ -1,0 +1,432 @@
+"""Containers through the CRI server's gRPC stubs, against the real kernel (root):
+create, start, logs, ExecSync, stop, status, list, remove, and the sandbox's
+Stop/Remove taking its containers along.
+
+Isolation as in test_sandbox.py: each test has its own state directory (supervisor,
+records, network state), bridge (kct<hex>), veth and chain prefixes, netns directory,
+a /24 of 10.214.0.0/16 no route or address uses, and cgroup parent. The busybox image
+is pulled through the ImageService from a LocalRegistry on 127.0.0.1. Teardown
+removes the sandboxes (and so their containers), destroys the network and stops the
+supervisor by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from cri.api import api_pb2, api_pb2_grpc
+from cri.network import NetworkConfig
+from cri.node import Node, open_node
+from cri.server import build_server
+from cri.supervisor.client import running_supervisor
+from images.build import build_all, push
+from images.store import ImageStore
+from images.testing import LocalRegistry
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(
+        not all(
+            shutil.which(tool)
+            for tool in ("ip", "iptables", "nsenter", "skopeo", "docker-registry")
+        ),
+        reason="needs ip, iptables, nsenter, skopeo and docker-registry",
+    ),
+]
+
+COMMAND = ["sh", "-c", "echo hello; echo oops >&2; sleep 60"]
+
+
+def run(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def ip_json(*argv: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = json.loads(run("ip", "-j", *argv) or "[]")
+    return found
+
+
+def free_cidr() -> str:
+    taken = []
+    for entry in ip_json("-4", "route", "show", "table", "all"):
+        dst = str(entry.get("dst", ""))
+        if dst and dst != "default":
+            with contextlib.suppress(ValueError):
+                taken.append(ipaddress.ip_network(dst, strict=False))
+    for iface in ip_json("-4", "addr", "show"):
+        for info in iface.get("addr_info", []):
+            taken.append(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False))
+    candidates = [ipaddress.ip_network(f"10.214.{n}.0/24") for n in range(256)]
+    random.shuffle(candidates)
+    for candidate in candidates:
+        if not any(candidate.overlaps(other) for other in taken):
+            return str(candidate)
+    raise AssertionError("no free /24 in 10.214.0.0/16")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def mounted(fragment: str) -> list[str]:
+    with open("/proc/self/mountinfo") as mountinfo:
+        return [line.split()[4] for line in mountinfo if fragment in line.split()[4]]
+
+
+@dataclass
+class Cri:
+    state: Path
+    socket: str
+    network: NetworkConfig
+    images: ImageStore
+    cgroup_parent: str
+    image: str
+    logs: Path
+    node: Node | None = None
+    server: grpc.Server | None = None
+    channel: grpc.Channel | None = None
+    runtime: Any = None
+    image_service: Any = None
+
+    def start(self) -> None:
+        self.node = open_node(self.state, self.images, self.network)
+        self.server, _ = build_server(self.socket, self.images, node=self.node, workers=8)
+        self.channel = grpc.insecure_channel(f"unix://{self.socket}")
+        self.runtime = api_pb2_grpc.RuntimeServiceStub(self.channel)
+        self.image_service = api_pb2_grpc.ImageServiceStub(self.channel)
+
+    def stop_server(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self.server is not None:
+            self.server.stop(grace=None).wait()
+        self.channel = self.server = None
+
+    def pull(self) -> str:
+        request = api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=self.image))
+        return str(self.image_service.PullImage(request).image_ref)
+
+    def sandbox_config(self, name: str) -> api_pb2.PodSandboxConfig:
+        return api_pb2.PodSandboxConfig(
+            metadata={"name": name, "namespace": "test", "uid": f"uid-{name}"},
+            hostname=name,
+            log_directory=str(self.logs / name),
+            linux={"cgroup_parent": self.cgroup_parent},
+        )
+
+    def run_sandbox(self, name: str) -> str:
+        config = self.sandbox_config(name)
+        response = self.runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config))
+        return str(response.pod_sandbox_id)
+
+    def create(self, sandbox_id: str, name: str, command: list[str], image: str = "") -> str:
+        config = api_pb2.ContainerConfig(
+            metadata={"name": name},
+            image={"image": image or self.image},
+            command=command,
+            log_path=f"{name}/0.log",
+            labels={"name": name},
+        )
+        request = api_pb2.CreateContainerRequest(
+            pod_sandbox_id=sandbox_id,
+            config=config,
+            sandbox_config=self.sandbox_config(self.sandbox_name(sandbox_id)),
+        )
+        return str(self.runtime.CreateContainer(request).container_id)
+
+    def sandbox_name(self, sandbox_id: str) -> str:
+        request = api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id)
+        return str(self.runtime.PodSandboxStatus(request).status.metadata.name)
+
+    def start_container(self, container_id: str) -> None:
+        self.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=container_id))
+
+    def status(self, container_id: str, verbose: bool = False) -> api_pb2.ContainerStatusResponse:
+        request = api_pb2.ContainerStatusRequest(container_id=container_id, verbose=verbose)
+        response: api_pb2.ContainerStatusResponse = self.runtime.ContainerStatus(request)
+        return response
+
+    def pid(self, container_id: str) -> int:
+        return int(json.loads(self.status(container_id, verbose=True).info["info"])["pid"])
+
+    def exec(self, container_id: str, cmd: list[str], timeout: int = 0) -> Any:
+        request = api_pb2.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout)
+        return self.runtime.ExecSync(request)
+
+    def list(self, **filter: Any) -> list[str]:
+        request = api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(**filter))
+        return [item.id for item in self.runtime.ListContainers(request).containers]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    layout = tmp_path_factory.mktemp("layout")
+    build_all(layout)
+    with LocalRegistry(tmp_path_factory.mktemp("registry")) as served:
+        push(layout, "busybox", f"{served.host}/kubeling/busybox:latest")
+        yield served
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageStore]:
+    store = ImageStore(tmp_path_factory.mktemp("images"))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def cri(images: ImageStore, registry: LocalRegistry, tmp_path: Path) -> Iterator[Cri]:
+    suffix = uuid.uuid4().hex[:6]
+    state = Path(tempfile.mkdtemp(prefix="klct-"))  # short: the supervisor's socket path
+    network = NetworkConfig(
+        bridge=f"kct{suffix}",
+        pod_cidr=free_cidr(),
+        state_dir=state / "network",
+        netns_dir=tmp_path / "netns",
+        veth_prefix=f"c{suffix[:5]}",
+        chain_prefix=f"KC-{suffix}",
+        ip_forward=False,
+        load_br_netfilter=False,
+    )
+    cri = Cri(
+        state,
+        str(tmp_path / "cri.sock"),
+        network,
+        images,
+        f"/kubeling-test-ct-{suffix}",
+        f"{registry.host}/kubeling/busybox:latest",
+        tmp_path / "logs",
+    )
+    cri.start()
+    try:
+        cri.pull()
+        yield cri
+    finally:
+        try:
+            assert cri.node is not None
+            for record in cri.node.store.list_sandboxes():
+                cri.runtime.RemovePodSandbox(
+                    api_pb2.RemovePodSandboxRequest(pod_sandbox_id=record.id)
+                )
+            cri.stop_server()
+            cri.node.network.destroy()
+        finally:
+            pid = running_supervisor(state / "supervisor")
+            if pid > 0:
+                os.kill(pid, signal.SIGTERM)
+                wait_for(lambda: not alive(pid), f"supervisor {pid} to exit")
+            for controller in os.listdir("/sys/fs/cgroup"):
+                parent = Path(f"/sys/fs/cgroup/{controller}{cri.cgroup_parent}")
+                if parent.is_dir():
+                    parent.rmdir()
+            shutil.rmtree(state)
+
+
+def test_run_exec_stop_remove(cri: Cri) -> None:
+    sandbox_id = cri.run_sandbox("web")
+    sandbox = cri.runtime.PodSandboxStatus(
+        api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True)
+    )
+    pod_ip = sandbox.status.network.ip
+    netns = json.loads(sandbox.info["info"])["netNamespacePath"]
+    container_id = cri.create(sandbox_id, "app", COMMAND)
+    assert len(container_id) == 64
+    created = cri.status(container_id).status
+    assert created.state == api_pb2.CONTAINER_CREATED
+    assert created.created_at > 0
+    assert cri.list(state={"state": api_pb2.CONTAINER_CREATED}) == [container_id]
+
+    cri.start_container(container_id)
+    status = cri.status(container_id).status
+    assert status.state == api_pb2.CONTAINER_RUNNING
+    assert status.started_at >= status.created_at > 0
+    assert status.metadata.name == "app"
+    assert status.labels == {"name": "app"}
+    assert status.image_ref
+    assert status.log_path == str(cri.logs / "web" / "app" / "0.log")
+    pid = cri.pid(container_id)
+    assert alive(pid)
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(netns).st_ino
+    assert cri.list() == [container_id]
+    assert cri.list(id=container_id[:12]) == [container_id]
+    assert cri.list(pod_sandbox_id=sandbox_id) == [container_id]
+    assert cri.list(label_selector={"name": "app"}) == [container_id]
+    assert cri.list(label_selector={"name": "other"}) == []
+    assert cri.list(state={"state": api_pb2.CONTAINER_RUNNING}) == [container_id]
+
+    log = Path(status.log_path)
+    wait_for(lambda: log.exists() and "oops" in log.read_text(), "the log lines")
+    lines = [line.split(" ", 1)[1] for line in log.read_text().splitlines()]
+    assert "stdout F hello" in lines
+    assert "stderr F oops" in lines
+
+    hostname = cri.exec(container_id, ["cat", "/etc/hostname"])
+    assert hostname.exit_code == 0
+    assert hostname.stdout.decode().strip() == "web"
+    assert cri.exec(container_id, ["hostname"]).stdout.decode().strip() == "web"
+    # The pod's eth0 and IP (busybox here has no ip applet: the kernel's tables).
+    assert cri.exec(container_id, ["cat", "/sys/class/net/eth0/operstate"]).exit_code == 0
+    assert f"{pod_ip}\n" in cri.exec(container_id, ["cat", "/proc/net/fib_trie"]).stdout.decode()
+    assert cri.exec(container_id, ["sh", "-c", "echo err >&2; exit 3"]).exit_code == 3
+    assert cri.exec(container_id, ["sh", "-c", "echo err >&2; exit 3"]).stderr == b"err\n"
+    with pytest.raises(grpc.RpcError) as late:
+        cri.exec(container_id, ["sleep", "10"], timeout=1)
+    assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    for _ in range(2):
+        cri.runtime.StopContainer(
+            api_pb2.StopContainerRequest(container_id=container_id, timeout=2)
+        )
+    stopped = cri.status(container_id).status
+    assert stopped.state == api_pb2.CONTAINER_EXITED
+    assert stopped.exit_code in (137, 143)
+    assert stopped.reason == "Error"
+    assert stopped.finished_at >= stopped.started_at
+    assert not alive(pid)
+    assert cri.list(state={"state": api_pb2.CONTAINER_RUNNING}) == []
+
+    for _ in range(2):
+        cri.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=container_id))
+    assert cri.list() == []
+    assert mounted(container_id) == []
+    assert cri.state.joinpath("containers", container_id).exists() is False
+    with pytest.raises(grpc.RpcError) as gone:
+        cri.status(container_id)
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    # Unknown ids: Stop and Remove succeed.
+    cri.runtime.StopContainer(api_pb2.StopContainerRequest(container_id="f" * 64))
+    cri.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id="f" * 64))
+    # The name is free again.
+    again = cri.create(sandbox_id, "app", COMMAND)
+    assert cri.list() == [again]
+
+
+def test_completed_container(cri: Cri) -> None:
+    sandbox_id = cri.run_sandbox("job")
+    container_id = cri.create(sandbox_id, "true", ["true"])
+    cri.start_container(container_id)
+    wait_for(
+        lambda: cri.status(container_id).status.state == api_pb2.CONTAINER_EXITED,
+        "the container to exit",
+    )
+    status = cri.status(container_id).status
+    assert status.exit_code == 0
+    assert status.reason == "Completed"
+    assert status.finished_at >= status.started_at > 0
+    assert cri.list(state={"state": api_pb2.CONTAINER_EXITED}) == [container_id]
+
+
+def test_bad_requests(cri: Cri) -> None:
+    sandbox_id = cri.run_sandbox("bad")
+    with pytest.raises(grpc.RpcError) as missing:
+        cri.create(sandbox_id, "x", ["true"], image="127.0.0.1:1/kubeling/missing:1")
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "kubeling/missing:1" in str(missing.value.details())
+    with pytest.raises(grpc.RpcError) as no_metadata:
+        cri.runtime.CreateContainer(
+            api_pb2.CreateContainerRequest(
+                pod_sandbox_id=sandbox_id,
+                config=api_pb2.ContainerConfig(image={"image": cri.image}),
+            )
+        )
+    assert no_metadata.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "config.metadata" in str(no_metadata.value.details())
+    with pytest.raises(grpc.RpcError) as no_sandbox:
+        cri.create("e" * 64, "x", ["true"])
+    assert no_sandbox.value.code() == grpc.StatusCode.NOT_FOUND
+    first = cri.create(sandbox_id, "dup", ["true"])
+    with pytest.raises(grpc.RpcError) as taken:
+        cri.create(sandbox_id, "dup", ["true"])
+    assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert cri.list() == [first]
+    with pytest.raises(grpc.RpcError) as not_running:
+        cri.exec(first, ["true"])
+    assert not_running.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_host_pid_container_leaves_nothing(cri: Cri) -> None:
+    sandbox_id = cri.run_sandbox("hostpid")
+    config = api_pb2.ContainerConfig(
+        metadata={"name": "hp"},
+        image={"image": cri.image},
+        command=["sh", "-c", "sleep 1001 & exec sleep 1002"],
+        linux={"security_context": {"namespace_options": {"pid": api_pb2.NODE}}},
+    )
+    container_id = str(
+        cri.runtime.CreateContainer(
+            api_pb2.CreateContainerRequest(pod_sandbox_id=sandbox_id, config=config)
+        ).container_id
+    )
+    cri.start_container(container_id)
+    pid = cri.pid(container_id)
+    assert os.stat(f"/proc/{pid}/ns/pid").st_ino == os.stat("/proc/self/ns/pid").st_ino
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    wait_for(lambda: children.read_text().split(), "the background sleep")
+    child = int(children.read_text().split()[0])
+    cri.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=container_id))
+    assert cri.list() == []
+    assert not alive(pid)
+    wait_for(lambda: not alive(child), "the background sleep to be killed")
+    for controller in os.listdir("/sys/fs/cgroup"):
+        path = Path(f"/sys/fs/cgroup/{controller}{cri.cgroup_parent}/{container_id}")
+        assert not path.exists(), path
+
+
+def test_sandbox_stop_and_remove_take_the_containers(cri: Cri) -> None:
+    sandbox_id = cri.run_sandbox("pod")
+    container_id = cri.create(sandbox_id, "app", COMMAND)
+    cri.start_container(container_id)
+    pid = cri.pid(container_id)
+    cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox_id))
+    assert cri.status(container_id).status.state == api_pb2.CONTAINER_EXITED
+    assert not alive(pid)
+    cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id))
+    assert cri.list() == []
+    assert mounted(container_id) == []
+    assert mounted(sandbox_id) == []
+
+
+def test_remove_sandbox_with_a_running_container(cri: Cri) -> None:
+    sandbox_id = cri.run_sandbox("busy")
+    container_id = cri.create(sandbox_id, "app", COMMAND)
+    cri.start_container(container_id)
+    pid = cri.pid(container_id)
+    cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id))
+    assert cri.list() == []
+    assert not alive(pid)
+    assert mounted(container_id) == []
+    assert not cri.state.joinpath("containers", container_id).exists()
+    for controller in os.listdir("/sys/fs/cgroup"):
+        path = Path(f"/sys/fs/cgroup/{controller}{cri.cgroup_parent}/{container_id}")
+        assert not path.exists(), path
