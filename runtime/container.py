@@ -362,7 +362,9 @@ class Runtime:
                 "(stop it first or use --force)"
             )
         cgroup = _open_cgroup(container_id, container.config)
-        if status != st.STOPPED:
+        # Without a pid namespace of its own, processes can outlive init in the
+        # cgroup (a daemon the container started): they go too, as with runc.
+        if status != st.STOPPED or _any_alive(cgroup):
             self._kill_everything(container, cgroup)
         hooks = container.config.get("hooks", {})
         if hooks.get("poststop"):
@@ -400,7 +402,8 @@ class Runtime:
     def _kill_everything(self, container: st.ContainerState, cgroup: Any) -> None:
         """SIGKILL init (with its pid namespace, everything in it dies too) and any
         process left in the cgroup, then wait until they are gone."""
-        _signal(container.pid, signal.SIGKILL)
+        if container.init_alive():  # a dead init's pid may belong to someone else now
+            _signal(container.pid, signal.SIGKILL)
         try:
             pids = cgroup.pids()
             for pid in pids:

@@ -354,3 +354,33 @@ def test_library_create_with_given_stdio(make_bundle: Any, runtime_cli: Any, tmp
             assert err.read() == b"err\n"
     finally:
         runtime.delete(cid, force=True)
+
+
+def test_delete_kills_what_outlived_init_in_the_host_pid_namespace(
+    make_bundle: Any, runtime_cli: Any, tmp_path: Path
+):
+    """Without a pid namespace a background child survives its init; delete of the
+    stopped container kills it and removes the cgroup (as runc does)."""
+    pid_file = tmp_path / "child.pid"
+
+    def host_pid(config: dict[str, Any]) -> None:
+        config["linux"]["namespaces"] = [
+            ns for ns in config["linux"]["namespaces"] if ns["type"] != "pid"
+        ]
+        config["mounts"].append(
+            {"destination": "/out", "type": "bind", "source": str(tmp_path), "options": ["rbind"]}
+        )
+
+    bundle, cid = make_bundle(
+        ["sh", "-c", "sleep 300 & echo $! > /out/child.pid; exit 0"], edit=host_pid
+    )
+    runtime_cli.detached("run", "--detach", "--bundle", str(bundle), cid)
+    wait_for(lambda: runtime_cli.state(cid)["status"] == "stopped", "init to exit")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), "the child's pid")
+    # The pid as the host sees it: the container shares the host's pid namespace.
+    child = int(pid_file.read_text())
+    assert alive(child)
+    runtime_cli("delete", cid)
+    wait_for(lambda: not alive(child), "the child to be killed")
+    cgroup = f"/sys/fs/cgroup/pids{runtime_cli.cgroup_parent}/{cid}"
+    assert not os.path.exists(cgroup)
