@@ -87,7 +87,9 @@ from cri.oci_spec.process import (
 )
 from cri.oci_spec.resources import _cgroup_parent, _cgroups_path, _oom_score_adj, _resources
 from cri.oci_spec.security import (
-    ALL_CAPABILITIES,
+    ALL_CAPABILITIES as ALL_CAPABILITIES,
+)
+from cri.oci_spec.security import (
     DEFAULT_APPARMOR_PROFILE,
     DEFAULT_CAPABILITIES,
     DEFAULT_MASKED_PATHS,
@@ -203,9 +205,9 @@ def container_spec(
         sc.readonly_paths, DEFAULT_READONLY_PATHS, f"{_SC}.readonly_paths"
     )
     _devices(config, linux, stat_device)
-    caps = _capabilities(sc)
+    caps = _capabilities(sc, sandbox.host.capabilities)
     if privileged:
-        caps = list(ALL_CAPABILITIES)  # WithPrivileged: after add/drop
+        caps = list(sandbox.host.capabilities)  # WithPrivileged: after add/drop
         del linux["maskedPaths"], linux["readonlyPaths"]
         _writable_sys(spec["mounts"])
         linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]

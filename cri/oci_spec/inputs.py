@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NoReturn
 
 from cri.errors import InvalidArgument
+from runtime.capabilities import CAPABILITY_NAMES
 
 _SC = "config.linux.security_context"  # field prefix, for both kinds of config
 
@@ -33,6 +34,8 @@ class HostFacts:
     ``hugetlb``: the hugetlb controller exists (else hugepage limits are dropped, as
     containerd does with its default ``tolerate_missing_hugetlb_controller``).
     ``apparmor``: AppArmor is enabled; without it apparmor profiles are ignored.
+    ``capabilities``: what "ALL" and privileged mean here: the capabilities the
+    runtime holds (its bounding set), as containerd takes the current process's.
     """
 
     machine: str = field(default_factory=platform.machine)
@@ -41,6 +44,7 @@ class HostFacts:
     swap: bool = True
     hugetlb: bool = True
     apparmor: bool = False
+    capabilities: tuple[str, ...] = CAPABILITY_NAMES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

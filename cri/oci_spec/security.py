@@ -42,16 +42,18 @@ def _paths(requested: Sequence[str], default: Sequence[str], where: str) -> list
     return list(requested or default)
 
 
-def _capabilities(sc: api_pb2.LinuxContainerSecurityContext) -> list[str]:
-    """containerd ``WithCapabilities``: ``ALL`` in add (then drop) replaces the set,
-    then single names are added and dropped."""
+def _capabilities(
+    sc: api_pb2.LinuxContainerSecurityContext, every: tuple[str, ...] = ALL_CAPABILITIES
+) -> list[str]:
+    """containerd ``WithCapabilities``: ``ALL`` in add (then drop) replaces the set
+    with `every` (what the runtime holds), then single names are added and dropped."""
     caps = list(DEFAULT_CAPABILITIES)
     if not sc.HasField("capabilities"):
         return caps
     add, drop = sc.capabilities.add_capabilities, sc.capabilities.drop_capabilities
     where = f"{_SC}.capabilities"
     if any(c.upper() == "ALL" for c in add):
-        caps = list(ALL_CAPABILITIES)
+        caps = list(every)
     if any(c.upper() == "ALL" for c in drop):
         caps = []
     for i, name in enumerate(add):

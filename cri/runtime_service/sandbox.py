@@ -338,7 +338,22 @@ def load_seccomp(path: str) -> dict[str, Any]:
 
 def host_facts() -> HostFacts:
     cgroup_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
-    return HostFacts(cgroup_v2=cgroup_v2)
+    return HostFacts(cgroup_v2=cgroup_v2, capabilities=_bounding_capabilities())
+
+
+def _bounding_capabilities() -> tuple[str, ...]:
+    """The capabilities this process can pass on (CapBnd): privileged containers get
+    these, not every capability the kernel knows (on some hosts root lacks some)."""
+    from runtime.capabilities import CAPABILITY_NAMES, names
+
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return tuple(names(int(line.split()[1], 16)))
+    except OSError:
+        pass
+    return CAPABILITY_NAMES
 
 
 def _forget_container(node: Node, sandbox_id: str) -> None:

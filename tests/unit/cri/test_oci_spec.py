@@ -12,7 +12,7 @@ import pytest
 
 from cri import oci_spec, seccomp_default
 from cri.api import api_pb2
-from cri.errors import InvalidArgument
+from cri.errors import InvalidArgument, Unimplemented
 from cri.oci_spec import HOST, DeviceInfo, HostFacts, SandboxInfo, UserDB
 from images.metadata import Image, ImageConfig
 from runtime import seccomp as runtime_seccomp
@@ -396,6 +396,19 @@ def test_privileged(sandbox: SandboxInfo) -> None:
     assert "cgroup" not in [ns["type"] for ns in spec["linux"]["namespaces"]]
     assert oci_spec.wants_host_devices(cfg)
     assert not oci_spec.wants_host_devices(config())
+
+
+def test_privileged_and_all_mean_what_the_runtime_holds(sandbox: SandboxInfo) -> None:
+    """On a host whose root lacks CAP_SYS_RESOURCE, privileged (and add ALL) must not
+    ask for it: capset would fail."""
+    held = tuple(c for c in ALL if c != "CAP_SYS_RESOURCE")
+    sb = dataclasses.replace(
+        sandbox, privileged=True, host=dataclasses.replace(sandbox.host, capabilities=held)
+    )
+    privileged = build(config(linux=security(privileged=True)), sb)
+    assert privileged["process"]["capabilities"]["bounding"] == list(held)
+    add_all = build(config(linux=security(**_caps(["ALL"], []))), sb)
+    assert "CAP_SYS_RESOURCE" not in add_all["process"]["capabilities"]["bounding"]
 
 
 def test_unprivileged_defaults(sandbox: SandboxInfo) -> None:
@@ -782,8 +795,6 @@ BAD_CONTAINER_CONFIGS = [
     ({"mounts": [{"container_path": "/a"}]}, "config.mounts[0].host_path: required"),
     ({"mounts": [{"container_path": "/a", "host_path": "a"}]},
      "config.mounts[0].host_path: must be absolute"),
-    ({"mounts": [{"container_path": "/a", "image": {"image": "vol:1"}}]},
-     "config.mounts[0].image: image volume mounts are not supported"),
     ({"mounts": [{"container_path": "/a", "host_path": "/a",
                   "uidMappings": [{"host_id": 1, "container_id": 0, "length": 1}]}]},
      "config.mounts[0].uidMappings: id-mapped mounts are not supported"),
@@ -852,6 +863,12 @@ BAD_CONTAINER_CONFIGS = [
     ({"linux": {"resources": {"unified": {"../x": "1"}}}},
      "config.linux.resources.unified: '../x' is not a cgroup file name"),
 ]  # fmt: skip
+
+
+def test_image_volume_mounts_are_unimplemented(sandbox: SandboxInfo) -> None:
+    cfg = config(mounts=[{"container_path": "/a", "image": {"image": "vol:1"}}])
+    with pytest.raises(Unimplemented, match=r"config.mounts\[0\].image: image volume mounts"):
+        build(cfg, sandbox)
 
 
 @pytest.mark.parametrize(("fields", "message"), BAD_CONTAINER_CONFIGS)
