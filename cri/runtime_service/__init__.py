@@ -4,10 +4,9 @@ Implemented so far: Version, Status, RuntimeConfig, UpdateRuntimeConfig, the pod
 sandbox family (RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus,
 ListPodSandbox: sandbox.py) and the container family (CreateContainer,
 StartContainer, StopContainer, RemoveContainer, ListContainers, ContainerStatus,
-ExecSync: containers.py), when the service is given a `Node`. UpdateContainerResources,
-ReopenContainerLog, streaming, stats and events are being built on the node supervisor
-(cri/supervisor); until they land, those RPCs answer UNIMPLEMENTED (the generated base
-class does that), which CRI clients understand.
+ExecSync, ReopenContainerLog: containers.py), when the service is given a `Node`.
+UpdateContainerResources, streaming, stats and events are not served yet: those RPCs
+answer UNIMPLEMENTED (the generated base class does that), which CRI clients understand.
 """
 
 from __future__ import annotations
@@ -195,3 +194,10 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self, request: api_pb2.ExecSyncRequest, context: grpc.ServicerContext
     ) -> api_pb2.ExecSyncResponse:
         return self.containers(context).exec_sync(request)
+
+    @rpc
+    def ReopenContainerLog(
+        self, request: api_pb2.ReopenContainerLogRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ReopenContainerLogResponse:
+        self.containers(context).reopen_log(request.container_id)
+        return api_pb2.ReopenContainerLogResponse()

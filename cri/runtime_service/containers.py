@@ -427,6 +427,21 @@ class Containers:
 
     # -- exec --------------------------------------------------------------------------
 
+    def reopen_log(self, container_id: str) -> None:
+        """ReopenContainerLog: the supervisor closes and reopens the container's log
+        file (after the kubelet rotated it); only for a running container."""
+        record = self._current(container_id)
+        if record.state is not ContainerState.RUNNING:
+            raise runtime_errors.InvalidState(
+                f"container {record.id} is {record.state.value}, not RUNNING"
+            )
+        try:
+            self.node.supervisor.reopen_log(record.id)
+        except SupervisorInvalidState as e:
+            raise runtime_errors.InvalidState(str(e)) from None
+        except SupervisorNotFound as e:
+            raise NotFound(str(e)) from None
+
     def exec_sync(self, request: api_pb2.ExecSyncRequest) -> api_pb2.ExecSyncResponse:
         if not request.cmd:
             raise InvalidArgument("cmd: required")

@@ -291,6 +291,16 @@ def test_run_exec_stop_remove(cri: Cri) -> None:
     assert "stdout F hello" in lines
     assert "stderr F oops" in lines
 
+    # Log rotation: the kubelet moves the file away and asks for a new one.
+    rotated = log.with_suffix(".log.1")
+    log.rename(rotated)
+    cri.runtime.ReopenContainerLog(api_pb2.ReopenContainerLogRequest(container_id=container_id))
+    assert log.exists()
+    with open(f"/proc/{pid}/fd/1", "w") as stdout:  # the container's stdout pipe
+        stdout.write("rotated\n")
+    wait_for(lambda: "rotated" in log.read_text(), "a line in the reopened log")
+    assert "rotated" not in rotated.read_text()
+
     hostname = cri.exec(container_id, ["cat", "/etc/hostname"])
     assert hostname.exit_code == 0
     assert hostname.stdout.decode().strip() == "web"
