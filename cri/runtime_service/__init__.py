@@ -4,9 +4,10 @@ Implemented so far: Version, Status, RuntimeConfig, UpdateRuntimeConfig, the pod
 sandbox family (RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus,
 ListPodSandbox: sandbox.py) and the container family (CreateContainer,
 StartContainer, StopContainer, RemoveContainer, ListContainers, ContainerStatus,
-ExecSync, ReopenContainerLog: containers.py), when the service is given a `Node`.
-UpdateContainerResources, streaming, stats and events are not served yet: those RPCs
-answer UNIMPLEMENTED (the generated base class does that), which CRI clients understand.
+ExecSync, ReopenContainerLog, ContainerStats, ListContainerStats: containers.py), when
+the service is given a `Node`. UpdateContainerResources, streaming, pod sandbox stats
+and events are not served yet: those RPCs answer UNIMPLEMENTED (the generated base class
+does that), which CRI clients understand.
 """
 
 from __future__ import annotations
@@ -201,3 +202,17 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     ) -> api_pb2.ReopenContainerLogResponse:
         self.containers(context).reopen_log(request.container_id)
         return api_pb2.ReopenContainerLogResponse()
+
+    @rpc
+    def ContainerStats(
+        self, request: api_pb2.ContainerStatsRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ContainerStatsResponse:
+        return api_pb2.ContainerStatsResponse(
+            stats=self.containers(context).stats(request.container_id)
+        )
+
+    @rpc
+    def ListContainerStats(
+        self, request: api_pb2.ListContainerStatsRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListContainerStatsResponse:
+        return self.containers(context).list_stats(request)

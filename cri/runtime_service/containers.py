@@ -1,5 +1,6 @@
 """Containers: CreateContainer, StartContainer, StopContainer, RemoveContainer,
-ListContainers, ContainerStatus and ExecSync, as containerd's CRI plugin does them
+ListContainers, ContainerStatus, ExecSync, ReopenContainerLog, ContainerStats and
+ListContainerStats, as containerd's CRI plugin does them
 (internal/cri/server/container_*.go).
 
 A container runs in its sandbox's namespaces: the network namespace by the sandbox's
@@ -55,6 +56,7 @@ from images import errors as image_errors
 from images.metadata import Image
 from runtime import errors as runtime_errors
 from runtime.cgroups import CgroupError, Manager, open_manager
+from runtime.cgroups.stats import CgroupStats
 from runtime.mounts import mount_rootfs, unmount_rootfs
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,9 @@ class Containers:
         self.node = node
         self._lock = threading.Lock()
         self._busy: dict[str, threading.Lock] = {}
+        # The previous CPU sample per container (timestamp ns, cumulative usage ns),
+        # for usage_nano_cores.
+        self._cpu_samples: dict[str, tuple[int, int]] = {}
 
     @property
     def containers_dir(self) -> Path:
@@ -271,6 +276,7 @@ class Containers:
             self._remove(self.node.store.get_container(container_id))
         with self._lock:
             self._busy.pop(container_id, None)
+            self._cpu_samples.pop(container_id, None)
 
     def _remove(self, record: ContainerRecord) -> None:
         node = self.node
@@ -466,6 +472,84 @@ class Containers:
             stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
         )
 
+    # -- stats -------------------------------------------------------------------------
+
+    def stats(self, container_id: str) -> api_pb2.ContainerStats:
+        """ContainerStats: NOT_FOUND for an unknown id (or prefix)."""
+        return self._stats(self._current(container_id))
+
+    def list_stats(
+        self, request: api_pb2.ListContainerStatsRequest
+    ) -> api_pb2.ListContainerStatsResponse:
+        """ListContainerStats: the created and running containers the filter selects (id
+        or unique id prefix, sandbox id or prefix, labels); an id matching nothing
+        selects nothing, as containerd's normalizeContainerStatsFilter leaves it."""
+        filter = None
+        if request.HasField("filter"):
+            wanted = request.filter
+            filter = api_pb2.ContainerFilter(
+                id=wanted.id,
+                pod_sandbox_id=wanted.pod_sandbox_id,
+                label_selector=dict(wanted.label_selector),
+            )
+        stats = []
+        for listed in self.node.store.list_containers(filter):
+            with contextlib.suppress(NotFound):
+                record = self._refresh(listed)
+                if record.state in (ContainerState.CREATED, ContainerState.RUNNING):
+                    stats.append(self._stats(record))
+        return api_pb2.ListContainerStatsResponse(stats=stats)
+
+    def _stats(self, record: ContainerRecord) -> api_pb2.ContainerStats:
+        stats = api_pb2.ContainerStats(
+            attributes=api_pb2.ContainerAttributes(
+                id=record.id,
+                metadata=record.metadata(),
+                labels=dict(record.labels),
+                annotations=dict(record.annotations),
+            )
+        )
+        manager = self._cgroup(record)
+        if manager is not None:
+            sample = manager.stats()
+            timestamp = time.time_ns()
+            stats.cpu.CopyFrom(self._cpu_usage(record.id, timestamp, sample))
+            stats.memory.CopyFrom(memory_usage(timestamp, sample))
+        layer = self._writable_layer(record)
+        if layer is not None:
+            stats.writable_layer.CopyFrom(layer)
+        return stats
+
+    def _cpu_usage(
+        self, container_id: str, timestamp: int, sample: CgroupStats
+    ) -> api_pb2.CpuUsage:
+        usage = sample.cpu.usage_total_ns
+        with self._lock:
+            previous = self._cpu_samples.get(container_id)
+            self._cpu_samples[container_id] = (timestamp, usage)
+        nano_cores = 0
+        if previous is not None and timestamp > previous[0] and usage >= previous[1]:
+            nano_cores = (usage - previous[1]) * 1_000_000_000 // (timestamp - previous[0])
+        return api_pb2.CpuUsage(
+            timestamp=timestamp,
+            usage_core_nano_seconds=api_pb2.UInt64Value(value=usage),
+            usage_nano_cores=api_pb2.UInt64Value(value=nano_cores),
+        )
+
+    def _writable_layer(self, record: ContainerRecord) -> api_pb2.FilesystemUsage | None:
+        """Bytes and inodes of the container's snapshot (its overlay upper dir)."""
+        images = self.node.images
+        try:
+            usage = images.snapshots.usage(rootfs_key(record.id))
+        except (image_errors.ImageError, OSError):
+            return None
+        return api_pb2.FilesystemUsage(
+            timestamp=time.time_ns(),
+            fs_id=api_pb2.FilesystemIdentifier(mountpoint=str(images.root)),
+            used_bytes=api_pb2.UInt64Value(value=usage.size),
+            inodes_used=api_pb2.UInt64Value(value=usage.inodes),
+        )
+
 
 # -- steps ---------------------------------------------------------------------------------
 
@@ -475,6 +559,22 @@ def check_metadata(config: api_pb2.ContainerConfig) -> None:
         raise InvalidArgument("config.metadata: required")
     if not config.metadata.name:
         raise InvalidArgument("config.metadata.name: required")
+
+
+def memory_usage(timestamp: int, sample: CgroupStats) -> api_pb2.MemoryUsage:
+    memory = sample.memory
+    usage = api_pb2.MemoryUsage(
+        timestamp=timestamp,
+        working_set_bytes=api_pb2.UInt64Value(value=memory.working_set_bytes),
+        usage_bytes=api_pb2.UInt64Value(value=memory.usage_bytes),
+        rss_bytes=api_pb2.UInt64Value(value=memory.rss_bytes),
+        page_faults=api_pb2.UInt64Value(value=memory.pgfault),
+        major_page_faults=api_pb2.UInt64Value(value=memory.pgmajfault),
+    )
+    if memory.limit_bytes is not None:
+        available = max(memory.limit_bytes - memory.working_set_bytes, 0)
+        usage.available_bytes.CopyFrom(api_pb2.UInt64Value(value=available))
+    return usage
 
 
 def image_ref(image: Image) -> str:

@@ -357,6 +357,57 @@ def test_completed_container(cri: Cri) -> None:
     assert cri.list(state={"state": api_pb2.CONTAINER_EXITED}) == [container_id]
 
 
+def test_container_stats(cri: Cri) -> None:
+    sandbox_id = cri.run_sandbox("stats")
+    burner = ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=1M count=200; sleep 60"]
+    container_id = cri.create(sandbox_id, "burn", burner)
+    cri.start_container(container_id)
+    waiting = cri.create(sandbox_id, "idle", ["true"])  # created, never started
+
+    def stats() -> api_pb2.ContainerStats:
+        request = api_pb2.ContainerStatsRequest(container_id=container_id)
+        result: api_pb2.ContainerStats = cri.runtime.ContainerStats(request).stats
+        return result
+
+    first = stats()
+    assert first.cpu.HasField("usage_nano_cores")
+    wait_for(lambda: stats().cpu.usage_core_nano_seconds.value > 0, "CPU usage")
+    sample = stats()
+    assert sample.attributes.id == container_id
+    assert sample.attributes.metadata.name == "burn"
+    assert sample.attributes.labels == {"name": "burn"}
+    assert sample.cpu.timestamp > 0
+    assert sample.cpu.usage_core_nano_seconds.value >= first.cpu.usage_core_nano_seconds.value
+    assert sample.memory.timestamp > 0
+    assert sample.memory.working_set_bytes.value > 0
+    assert sample.memory.usage_bytes.value >= sample.memory.working_set_bytes.value
+    assert sample.writable_layer.fs_id.mountpoint == str(cri.images.root)
+    assert sample.writable_layer.HasField("inodes_used")
+
+    def listed(**filter: Any) -> list[str]:
+        request = api_pb2.ListContainerStatsRequest(
+            filter=api_pb2.ContainerStatsFilter(**filter) if filter else None
+        )
+        return sorted(s.attributes.id for s in cri.runtime.ListContainerStats(request).stats)
+
+    both = sorted([container_id, waiting])
+    assert listed() == both
+    assert listed(id=container_id) == [container_id]
+    assert listed(id=container_id[:12]) == [container_id]
+    assert listed(pod_sandbox_id=sandbox_id) == both
+    assert listed(label_selector={"name": "burn"}) == [container_id]
+    assert listed(label_selector={"name": "other"}) == []
+    assert listed(id="f" * 64) == []
+
+    with pytest.raises(grpc.RpcError) as unknown:
+        cri.runtime.ContainerStats(api_pb2.ContainerStatsRequest(container_id="f" * 64))
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+    # An exited container has no stats in the list.
+    cri.runtime.StopContainer(api_pb2.StopContainerRequest(container_id=container_id))
+    assert listed() == [waiting]
+
+
 def test_bad_requests(cri: Cri) -> None:
     sandbox_id = cri.run_sandbox("bad")
     with pytest.raises(grpc.RpcError) as missing:
