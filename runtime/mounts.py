@@ -15,7 +15,7 @@ import os
 
 from runtime import syscalls as sc
 from runtime.errors import SpecError, SyscallError
-from runtime.rootfs import plan_mount
+from runtime.rootfs import mount_point_of, plan_mount
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,7 +71,9 @@ def mount_rootfs(
 def unmount_rootfs(target: str, syscalls: Syscalls | None = None) -> None:
     """Unmount everything stacked on `target`; a target that is not mounted is fine."""
     syscalls = syscalls or _linux()
-    while os.path.ismount(target):
+    target = os.path.normpath(target)
+    # mountinfo, not os.path.ismount: a bind mount within one filesystem is one too.
+    while mount_point_of(target) == target:
         try:
             syscalls.umount(target, sc.MNT_DETACH)
         except SyscallError as e:

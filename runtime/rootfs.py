@@ -205,11 +205,37 @@ def prepare_root(syscalls: Syscalls, rootfs: str, propagation: str | None) -> No
 
 def make_parent_mount_private(syscalls: Syscalls, rootfs: str) -> None:
     """pivot_root refuses a new root whose parent mount is shared (with
-    rootfsPropagation "shared" it would be): make that one mount private."""
-    parent = os.path.dirname(rootfs.rstrip("/")) or "/"
-    while parent != "/" and not os.path.ismount(parent):
-        parent = os.path.dirname(parent)
-    syscalls.mount("", parent, "", sc.MS_PRIVATE, "")
+    rootfsPropagation "shared" it would be): make that one mount private. That is
+    the mount holding the rootfs — the rootfs itself when it is a mount point (an
+    overlay the CRI mounted), as the rootfs is then bind-mounted on top of it."""
+    syscalls.mount("", mount_point_of(rootfs), "", sc.MS_PRIVATE, "")
+
+
+def mount_point_of(path: str, mountinfo: str = "/proc/self/mountinfo") -> str:
+    """The mount point whose mount holds `path` (`path` itself if it is one).
+    Read from mountinfo: os.path.ismount misses bind mounts within one filesystem."""
+    path = os.path.normpath(path)
+    best = "/"
+    try:
+        with open(mountinfo, "rb") as f:
+            lines = f.read().decode(errors="surrogateescape").splitlines()
+    except OSError:
+        return best
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) < 5:
+            continue
+        point = _unescape_mountinfo(fields[4])
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best = point
+    return best
+
+
+def _unescape_mountinfo(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    for escaped, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(escaped, char)
+    return field
 
 
 def _create_target(path: str, source_is_file: bool) -> None:

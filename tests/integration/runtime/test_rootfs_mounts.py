@@ -34,3 +34,32 @@ def test_overlay_rootfs_merges_layers_and_unmounts(tmp_path: Path) -> None:
     assert not os.path.ismount(target)
     assert not (lower1 / "written").exists()
     unmount_rootfs(str(target))  # not mounted: fine
+
+
+def test_shared_propagation_over_a_mounted_rootfs(
+    tmp_path: Path, busybox: Path, runtime_cli: object
+) -> None:
+    """rootfsPropagation "rshared" with a rootfs that is itself a mount (as the CRI
+    mounts an overlay): pivot_root must still work."""
+    from runtime import jsonio
+    from runtime.bundle import default_spec
+
+    rootfs = tmp_path / "rootfs"
+    mount_rootfs([{"type": "bind", "source": str(busybox), "options": ["rbind", "ro"]}],
+                 str(rootfs))  # fmt: skip
+    try:
+        config = default_spec(["sh", "-c", "test -x /bin/sh && echo ok"])
+        config["root"]["path"] = str(rootfs)
+        config["linux"]["rootfsPropagation"] = "rshared"
+        cid = runtime_cli.new_id()  # type: ignore[attr-defined]
+        config["linux"]["cgroupsPath"] = f"{runtime_cli.cgroup_parent}/{cid}"  # type: ignore[attr-defined]
+        bundle = tmp_path / "bundle"
+        bundle.mkdir()
+        (bundle / "config.json").write_text(jsonio.dumps(config))
+        result = runtime_cli("run", "--bundle", str(bundle), cid)  # type: ignore[operator]
+        assert result.stdout.strip() == "ok"
+    finally:
+        unmount_rootfs(str(rootfs))
+    assert not any(
+        str(rootfs) in line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+    )

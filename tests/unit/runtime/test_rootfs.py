@@ -144,3 +144,17 @@ def test_mask_path(tmp_path: Path) -> None:
         MountCall("tmpfs", f"{tmp_path}/dir", "tmpfs", sc.MS_RDONLY, ""),
         MountCall("/dev/null", f"{tmp_path}/file", "", sc.MS_BIND, ""),
     ]
+
+
+def test_mount_point_of_reads_mountinfo(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "27 1 254:0 / / rw - ext4 /dev/vda rw\n"
+        "40 27 254:0 /data /srv/ctr/rootfs rw - ext4 /dev/vda rw\n"
+        "41 27 0:50 / /srv/with\\040space rw - tmpfs tmpfs rw\n"
+    )
+    # A bind mount within one filesystem: os.path.ismount cannot see it.
+    assert rootfs.mount_point_of("/srv/ctr/rootfs", str(mountinfo)) == "/srv/ctr/rootfs"
+    assert rootfs.mount_point_of("/srv/ctr/rootfs/etc", str(mountinfo)) == "/srv/ctr/rootfs"
+    assert rootfs.mount_point_of("/srv/ctr/rootfs2", str(mountinfo)) == "/"
+    assert rootfs.mount_point_of("/srv/with space/x", str(mountinfo)) == "/srv/with space"
