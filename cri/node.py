@@ -13,6 +13,7 @@ when it is missing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from images import errors as image_errors
 from images.build import build_image
 from images.metadata import Image
 from images.store import ImageStore
+from runtime.mounts import mount_rootfs, unmount_rootfs
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,19 @@ class Node:
             self.images.import_archive(f"oci:{layout}:{DEFAULT_SANDBOX_IMAGE}")
         log.info("imported kubeling's pause image as %s", DEFAULT_SANDBOX_IMAGE)
         return self.images.get(DEFAULT_SANDBOX_IMAGE)
+
+    def mount_image_rootfs(
+        self, image: Image, key: str, target: str, undo: contextlib.ExitStack
+    ) -> None:
+        """Prepare snapshot `key` on `image` and mount it at `target` (the runtime
+        performs the mounts), registering both undos on `undo`."""
+        mounts = self.images.rootfs(image, key)
+        undo.callback(self.images.remove_rootfs, key)
+        mount_rootfs(
+            [{"type": m.type, "source": m.source, "options": list(m.options)} for m in mounts],
+            target,
+        )
+        undo.callback(unmount_rootfs, target)
 
 
 def open_node(

@@ -57,7 +57,7 @@ from images.metadata import Image
 from runtime import errors as runtime_errors
 from runtime.cgroups import CgroupError, Manager, open_manager
 from runtime.cgroups.stats import CgroupStats
-from runtime.mounts import mount_rootfs, unmount_rootfs
+from runtime.mounts import unmount_rootfs
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +122,7 @@ class Containers:
             directory.mkdir(mode=0o711)
             undo.callback(shutil.rmtree, directory, ignore_errors=True)
             rootfs = str(directory / "rootfs")
-            mounts = node.images.rootfs(image, rootfs_key(container_id))
-            undo.callback(node.images.remove_rootfs, rootfs_key(container_id))
-            mount_rootfs(
-                [{"type": m.type, "source": m.source, "options": list(m.options)} for m in mounts],
-                rootfs,
-            )
-            undo.callback(unmount_rootfs, rootfs)
+            node.mount_image_rootfs(image, rootfs_key(container_id), rootfs, undo)
             spec = oci_spec.container_spec(
                 container_id=container_id,
                 config=config,

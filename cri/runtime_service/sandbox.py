@@ -118,13 +118,7 @@ class Sandboxes:
                 undo.callback(node.network.teardown, sandbox_id, netns_path)
                 ip = node.network.setup(sandbox_id, netns_path, mappings).ip
             rootfs = str(directory / "rootfs")
-            mounts = node.images.rootfs(image, rootfs_key(sandbox_id))
-            undo.callback(node.images.remove_rootfs, rootfs_key(sandbox_id))
-            mount_rootfs(
-                [{"type": m.type, "source": m.source, "options": list(m.options)} for m in mounts],
-                rootfs,
-            )
-            undo.callback(unmount_rootfs, rootfs)
+            node.mount_image_rootfs(image, rootfs_key(sandbox_id), rootfs, undo)
             spec = oci_spec.sandbox_spec(
                 sandbox_id=sandbox_id,
                 config=config,
