@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
-import random
 import shutil
 import socket
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -39,6 +35,7 @@ from cri.network.iptables import own_chains, sandbox_comment
 from cri.network.manager import veth_name
 from cri.network.netns import is_netns, socket_in
 from runtime.syscalls import LinuxSyscalls
+from tests.integration.cri.support import free_cidr, in_netns, ip_json, run
 
 pytestmark = [
     pytest.mark.root,
@@ -53,24 +50,6 @@ pytestmark = [
 BR_NETFILTER = Path("/proc/sys/net/bridge").is_dir()
 
 
-def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)}: exit {result.returncode}: {result.stderr}")
-    return result
-
-
-def in_netns(netns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run("nsenter", f"--net={netns}", *argv, check=check)
-
-
-def ip_json(*argv: str, netns: str | None = None) -> list[dict[str, Any]]:
-    command = ("ip", "-j", *argv)
-    result = in_netns(netns, *command) if netns else run(*command)
-    found: list[dict[str, Any]] = json.loads(result.stdout or "[]")
-    return found
-
-
 def link_names(netns: str | None = None) -> set[str]:
     return {str(link["ifname"]) for link in ip_json("link", "show", netns=netns)}
 
@@ -80,25 +59,6 @@ def pings(netns: str, address: str) -> bool:
         in_netns(netns, "busybox", "ping", "-c", "1", "-W", "3", address, check=False).returncode
         == 0
     )
-
-
-def free_cidr() -> str:
-    """A /24 of 10.213.0.0/16 that no route or address of the host overlaps."""
-    taken = []
-    for entry in ip_json("-4", "route", "show", "table", "all"):
-        dst = str(entry.get("dst", ""))
-        if dst and dst != "default":
-            with contextlib.suppress(ValueError):
-                taken.append(ipaddress.ip_network(dst, strict=False))
-    for iface in ip_json("-4", "addr", "show"):
-        for info in iface.get("addr_info", []):
-            taken.append(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False))
-    candidates = [ipaddress.ip_network(f"10.213.{n}.0/24") for n in range(256)]
-    random.shuffle(candidates)
-    for candidate in candidates:
-        if not any(candidate.overlaps(other) for other in taken):
-            return str(candidate)
-    raise AssertionError("no free /24 in 10.213.0.0/16")
 
 
 def free_port() -> int:
@@ -174,7 +134,7 @@ def net(tmp_path: Path) -> Iterator[Net]:
     suffix = uuid.uuid4().hex[:6]
     config = NetworkConfig(
         bridge=f"ktn{suffix}",
-        pod_cidr=free_cidr(),
+        pod_cidr=free_cidr(213),
         state_dir=tmp_path / "state",
         netns_dir=tmp_path / "netns",
         veth_prefix=f"k{suffix[:5]}",

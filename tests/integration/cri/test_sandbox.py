@@ -10,16 +10,12 @@ and stops the supervisor by pid.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
-import random
 import shutil
 import signal
-import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +32,7 @@ from cri.node import Node, open_node
 from cri.server import build_server
 from cri.supervisor.client import running_supervisor
 from images.store import ImageStore
+from tests.integration.cri.support import alive, free_cidr, ip_json, wait_for
 
 pytestmark = [
     pytest.mark.root,
@@ -44,49 +41,6 @@ pytestmark = [
         reason="needs ip, iptables, nsenter and skopeo",
     ),
 ]
-
-
-def run(*argv: str) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
-
-
-def ip_json(*argv: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = json.loads(run("ip", "-j", *argv) or "[]")
-    return found
-
-
-def free_cidr() -> str:
-    taken = []
-    for entry in ip_json("-4", "route", "show", "table", "all"):
-        dst = str(entry.get("dst", ""))
-        if dst and dst != "default":
-            with contextlib.suppress(ValueError):
-                taken.append(ipaddress.ip_network(dst, strict=False))
-    for iface in ip_json("-4", "addr", "show"):
-        for info in iface.get("addr_info", []):
-            taken.append(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False))
-    candidates = [ipaddress.ip_network(f"10.214.{n}.0/24") for n in range(256)]
-    random.shuffle(candidates)
-    for candidate in candidates:
-        if not any(candidate.overlaps(other) for other in taken):
-            return str(candidate)
-    raise AssertionError("no free /24 in 10.214.0.0/16")
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except FileNotFoundError:
-        return False
-
-
-def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -168,7 +122,7 @@ def cri(images: ImageStore, tmp_path: Path) -> Iterator[Cri]:
     state = Path(tempfile.mkdtemp(prefix="klsb-"))  # short: the supervisor's socket path
     network = NetworkConfig(
         bridge=f"ksb{suffix}",
-        pod_cidr=free_cidr(),
+        pod_cidr=free_cidr(214),
         state_dir=state / "network",
         netns_dir=tmp_path / "netns",
         veth_prefix=f"s{suffix[:5]}",
@@ -221,7 +175,7 @@ def test_run_status_list_stop_remove(cri: Cri) -> None:
     netns = info["netNamespacePath"]
     assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(netns).st_ino
     assert os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
-    links = json.loads(run("nsenter", f"--net={netns}", "ip", "-j", "addr", "show", "eth0"))
+    links = ip_json("addr", "show", "eth0", netns=netns)
     assert links[0]["addr_info"][0]["local"] == str(ip)
 
     other = cri.run_sandbox(cri.config("db", labels={"app": "db"}))
