@@ -1,16 +1,17 @@
 """Domain errors to gRPC status codes, in one place.
 
-Every RPC handler is wrapped with `rpc`: it logs the call at debug level, maps the
-image store's and the runtime's errors to the code a CRI client expects, and turns
-anything unexpected into INTERNAL with the message (never a traceback on the wire).
+Every RPC handler is wrapped with `rpc` (`rpc_stream` for a server-streaming one): it
+logs the call at debug level, maps the image store's and the runtime's errors to the
+code a CRI client expects, and turns anything unexpected into INTERNAL with the
+message (never a traceback on the wire).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -20,6 +21,7 @@ from runtime import errors as runtime_errors
 log = logging.getLogger(__name__)
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+StreamHandler = TypeVar("StreamHandler", bound=Callable[..., Iterator[Any]])
 
 
 class InvalidArgument(Exception):
@@ -38,10 +40,20 @@ class DeadlineExceeded(Exception):
     """The operation did not finish in the time the request allowed (ExecSync)."""
 
 
+class Unavailable(Exception):
+    """The server cannot serve this now (it is shutting down); the client may retry."""
+
+
+class ResourceExhausted(Exception):
+    """The client fell too far behind a stream; it may subscribe again."""
+
+
 _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NameTaken, grpc.StatusCode.ALREADY_EXISTS),
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
     (image_errors.InvalidReference, grpc.StatusCode.INVALID_ARGUMENT),
     (image_errors.InvalidConfig, grpc.StatusCode.INVALID_ARGUMENT),
@@ -74,11 +86,31 @@ def rpc(handler: Handler) -> Handler:
         try:
             return handler(self, request, context)
         except Exception as e:
-            code = status_code(e)
-            if code is grpc.StatusCode.INTERNAL:
-                log.exception("rpc %s failed", name)
-            else:
-                log.info("rpc %s: %s: %s", name, code.name, e)
-            context.abort(code, f"{name}: {e}")
+            _abort(context, name, e)
 
     return wrapper  # type: ignore[return-value]
+
+
+def rpc_stream(handler: StreamHandler) -> StreamHandler:
+    """`rpc` for a server-streaming method (a generator): an error raised before or
+    between the messages ends the stream with its status."""
+
+    @functools.wraps(handler)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        name = handler.__name__
+        log.debug("rpc %s", name)
+        try:
+            yield from handler(self, request, context)
+        except Exception as e:
+            _abort(context, name, e)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _abort(context: grpc.ServicerContext, name: str, error: Exception) -> NoReturn:
+    code = status_code(error)
+    if code is grpc.StatusCode.INTERNAL:
+        log.exception("rpc %s failed", name)
+    else:
+        log.info("rpc %s: %s: %s", name, code.name, error)
+    context.abort(code, f"{name}: {error}")

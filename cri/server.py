@@ -99,13 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        server, _ = build_server(args.socket, store, node=node)
+        server, runtime_service = build_server(args.socket, store, node=node)
     except Exception as e:
         sys.stderr.write(f"kubeling cri: serve on {args.socket}: {e}\n")
         store.close()
         return 1
     log.info("serving CRI v1 on unix://%s", args.socket)
     stop.wait()
+    runtime_service.close()  # ends the event streams at once, with UNAVAILABLE
     server.stop(grace=5).wait()
     store.close()
     try:

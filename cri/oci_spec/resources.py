@@ -16,11 +16,14 @@ DEFAULT_CGROUP_PARENT = "/k8s.io"  # containerd's namespace, when the client giv
 
 
 def _resources(
-    resources: api_pb2.LinuxContainerResources, out: dict[str, Any], host: HostFacts
+    resources: api_pb2.LinuxContainerResources,
+    out: dict[str, Any],
+    host: HostFacts,
+    where: str = "config.linux.resources",
 ) -> None:
     """containerd ``WithResources``: zero means unset; the swap limit follows the memory
-    limit unless given, where the kernel can limit swap."""
-    where = "config.linux.resources"
+    limit unless given, where the kernel can limit swap. ``where`` is the request's
+    field path in error messages (UpdateContainerResources passes ``linux``)."""
     cpu: dict[str, Any] = {}
     memory: dict[str, Any] = {}
     if resources.cpu_period:

@@ -2,26 +2,36 @@
 
 Implemented so far: Version, Status, RuntimeConfig, UpdateRuntimeConfig, the pod
 sandbox family (RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus,
-ListPodSandbox: sandbox.py) and the container family (CreateContainer,
+ListPodSandbox: sandbox.py), the container family (CreateContainer,
 StartContainer, StopContainer, RemoveContainer, ListContainers, ContainerStatus,
-ExecSync, ReopenContainerLog, ContainerStats, ListContainerStats: containers.py), when
-the service is given a `Node`. UpdateContainerResources, streaming, pod sandbox stats
-and events are not served yet: those RPCs answer UNIMPLEMENTED (the generated base class
-does that), which CRI clients understand.
+ExecSync, ReopenContainerLog, ContainerStats, ListContainerStats: containers.py),
+UpdateContainerResources (container_update.py), PodSandboxStats and
+ListPodSandboxStats (sandbox_stats.py) and GetContainerEvents (events.py), when the
+service is given a `Node`. The RPCs not served answer UNIMPLEMENTED (the generated
+base class does that), which CRI clients understand.
+
+`close()` ends what outlives a call (the event streams and their threads); the server
+calls it on shutdown, before it stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import threading
+from collections.abc import Iterator
 
 import grpc
 
 from cri.api import api_pb2, api_pb2_grpc
-from cri.errors import InvalidArgument, Unimplemented, rpc
+from cri.errors import InvalidArgument, Unimplemented, rpc, rpc_stream
 from cri.node import Node
+from cri.runtime_service.container_update import update_resources
 from cri.runtime_service.containers import Containers
+from cri.runtime_service.events import ContainerEvents
 from cri.runtime_service.sandbox import Sandboxes
+from cri.runtime_service.sandbox_stats import SandboxStats
+from cri.store import NotFound
 
 RUNTIME_NAME = "kubeling"
 RUNTIME_VERSION = "0.1.0"
@@ -35,14 +45,31 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self._lock = threading.Lock()
         self.pod_cidr = ""
         self.node = node
-        self._containers = Containers(node) if node is not None else None
+        self._containers = None
         self._sandboxes = None
-        if node is not None and self._containers is not None:
+        self._sandbox_stats = None
+        self._events = None
+        if node is not None:
+            self._events = ContainerEvents(
+                supervisor=node.supervisor,
+                sandbox_status=self._sandbox_status,
+                container_statuses=self._container_statuses,
+                refresh=self._refresh,
+                refresh_all=self._refresh_all,
+            )
+            self._containers = Containers(node, publish=self._events.publish)
             self._sandboxes = Sandboxes(
                 node,
                 stop_containers=self._containers.stop_sandbox,
                 remove_containers=self._containers.remove_sandbox,
+                publish=self._events.publish,
             )
+            self._sandbox_stats = SandboxStats(node, self._containers)
+
+    def close(self) -> None:
+        """End the event streams (UNAVAILABLE) and stop their threads; idempotent."""
+        if self._events is not None:
+            self._events.close()
 
     def sandboxes(self, context: grpc.ServicerContext) -> Sandboxes:
         if self._sandboxes is None:
@@ -53,6 +80,48 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         if self._containers is None:
             raise Unimplemented("this server runs no containers")
         return self._containers
+
+    def sandbox_stats(self, context: grpc.ServicerContext) -> SandboxStats:
+        if self._sandbox_stats is None:
+            raise Unimplemented("this server runs no pods")
+        return self._sandbox_stats
+
+    def events(self, context: grpc.ServicerContext) -> ContainerEvents:
+        if self._events is None:
+            raise Unimplemented("this server runs no containers")
+        return self._events
+
+    def _refresh(self, container_id: str) -> None:
+        if self._containers is not None:
+            self._containers.refresh(container_id)
+
+    def _refresh_all(self) -> None:
+        if self._containers is not None:
+            self._containers.refresh_all()
+
+    def _sandbox_status(self, sandbox_id: str) -> api_pb2.PodSandboxStatus | None:
+        """The sandbox's status for an event, None once it is gone."""
+        if self._sandboxes is None:
+            return None
+        request = api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id)
+        try:
+            return self._sandboxes.status(request).status
+        except NotFound:
+            return None
+
+    def _container_statuses(self, sandbox_id: str) -> list[api_pb2.ContainerStatus]:
+        """The statuses of the sandbox's containers for an event."""
+        if self._containers is None:
+            return []
+        listed = self._containers.node.store.list_containers(
+            api_pb2.ContainerFilter(pod_sandbox_id=sandbox_id)
+        )
+        statuses = []
+        for container in listed:
+            with contextlib.suppress(NotFound):
+                request = api_pb2.ContainerStatusRequest(container_id=container.id)
+                statuses.append(self._containers.status(request).status)
+        return statuses
 
     @rpc
     def Version(
@@ -216,3 +285,33 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self, request: api_pb2.ListContainerStatsRequest, context: grpc.ServicerContext
     ) -> api_pb2.ListContainerStatsResponse:
         return self.containers(context).list_stats(request)
+
+    @rpc
+    def UpdateContainerResources(
+        self, request: api_pb2.UpdateContainerResourcesRequest, context: grpc.ServicerContext
+    ) -> api_pb2.UpdateContainerResourcesResponse:
+        update_resources(self.containers(context), request)
+        return api_pb2.UpdateContainerResourcesResponse()
+
+    # -- pod sandbox stats (sandbox_stats.py) ---------------------------------------------
+
+    @rpc
+    def PodSandboxStats(
+        self, request: api_pb2.PodSandboxStatsRequest, context: grpc.ServicerContext
+    ) -> api_pb2.PodSandboxStatsResponse:
+        stats = self.sandbox_stats(context).stats(request.pod_sandbox_id)
+        return api_pb2.PodSandboxStatsResponse(stats=stats)
+
+    @rpc
+    def ListPodSandboxStats(
+        self, request: api_pb2.ListPodSandboxStatsRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListPodSandboxStatsResponse:
+        return self.sandbox_stats(context).list_stats(request)
+
+    # -- events (events.py) ---------------------------------------------------------------
+
+    @rpc_stream
+    def GetContainerEvents(
+        self, request: api_pb2.GetEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[api_pb2.ContainerEventResponse]:
+        yield from self.events(context).stream(context)

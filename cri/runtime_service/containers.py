@@ -13,6 +13,11 @@ records exits) whenever it is read.
 
 Create registers an undo after each acquisition (STYLE.md §4) and pops them all once
 the record is written. Stop and Remove are idempotent: an unknown id succeeds.
+
+Events (events.py): creation, every change of state (whoever makes it: Start, Stop,
+a refresh that finds the container exited) and removal are published under one lock
+with the store write, so each is announced once and in order; EXITED is final, a
+late report of an earlier state changes nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from cri.api import api_pb2
 from cri.errors import DeadlineExceeded, InvalidArgument
 from cri.node import Node
 from cri.oci_spec import DeviceInfo, SandboxInfo
+from cri.runtime_service.container_update import container_resources
+from cri.runtime_service.events import Publish, no_events
 from cri.runtime_service.sandbox import host_facts, load_seccomp, read_users
 from cri.store import (
     ContainerRecord,
@@ -75,16 +82,50 @@ def image_user(container_id: str) -> str:
     return f"container:{container_id}"
 
 
+class CpuSamples:
+    """The previous CPU sample per key (a container or sandbox id), for
+    usage_nano_cores: the usage between two calls over the time between them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._samples: dict[str, tuple[int, int]] = {}  # (timestamp ns, usage ns)
+
+    def usage(self, key: str, timestamp: int, usage: int) -> api_pb2.CpuUsage:
+        with self._lock:
+            previous = self._samples.get(key)
+            self._samples[key] = (timestamp, usage)
+        nano_cores = 0
+        if previous is not None and timestamp > previous[0] and usage >= previous[1]:
+            nano_cores = (usage - previous[1]) * 1_000_000_000 // (timestamp - previous[0])
+        return api_pb2.CpuUsage(
+            timestamp=timestamp,
+            usage_core_nano_seconds=api_pb2.UInt64Value(value=usage),
+            usage_nano_cores=api_pb2.UInt64Value(value=nano_cores),
+        )
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._samples.pop(key, None)
+
+    def retain(self, keys: set[str]) -> None:
+        """Forget the samples of every key not in `keys` (ids that are gone)."""
+        with self._lock:
+            for key in self._samples.keys() - keys:
+                del self._samples[key]
+
+
 class Containers:
     """The container RPCs over one node; every method is safe from any thread."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, *, publish: Publish = no_events) -> None:
         self.node = node
+        self._publish = publish
         self._lock = threading.Lock()
         self._busy: dict[str, threading.Lock] = {}
-        # The previous CPU sample per container (timestamp ns, cumulative usage ns),
-        # for usage_nano_cores.
-        self._cpu_samples: dict[str, tuple[int, int]] = {}
+        # Held around each store write that creates, moves or removes a record and
+        # the event announcing it, so that events go out in the order of the changes.
+        self._transitions = threading.Lock()
+        self._cpu = CpuSamples()
 
     @property
     def containers_dir(self) -> Path:
@@ -94,8 +135,16 @@ class Containers:
         with self._lock:
             return self._busy.setdefault(container_id, threading.Lock())
 
+    def lock(self, container_id: str) -> threading.Lock:
+        """The lock Start, Stop and Remove hold for the container while they act."""
+        return self._container_lock(container_id)
+
     def _dir(self, container_id: str) -> Path:
         return self.containers_dir / container_id
+
+    def bundle(self, container_id: str) -> Path:
+        """The container's bundle directory (config.json, rootfs/)."""
+        return self._dir(container_id)
 
     # -- create ------------------------------------------------------------------------
 
@@ -144,23 +193,24 @@ class Containers:
                 container_id, str(directory), log_path=log_path, stdin=config.stdin
             )
             undo.callback(_forget, node, container_id)
-            node.store.add_container(
-                ContainerRecord(
-                    id=container_id,
-                    sandbox_id=sandbox.id,
-                    name=config.metadata.name,
-                    attempt=config.metadata.attempt,
-                    state=ContainerState.CREATED,
-                    created_at=created.created_at or time.time_ns(),
-                    labels=dict(config.labels),
-                    annotations=dict(config.annotations),
-                    image=config.image.image,
-                    image_ref=image_ref(image),
-                    image_id=image.id,
-                    log_path=log_path,
-                    config=config.SerializeToString(),
-                )
+            record = ContainerRecord(
+                id=container_id,
+                sandbox_id=sandbox.id,
+                name=config.metadata.name,
+                attempt=config.metadata.attempt,
+                state=ContainerState.CREATED,
+                created_at=created.created_at or time.time_ns(),
+                labels=dict(config.labels),
+                annotations=dict(config.annotations),
+                image=config.image.image,
+                image_ref=image_ref(image),
+                image_id=image.id,
+                log_path=log_path,
+                config=config.SerializeToString(),
             )
+            with self._transitions:
+                node.store.add_container(record)
+                self._publish(container_id, sandbox.id, api_pb2.CONTAINER_CREATED_EVENT)
             undo.pop_all()
         log.info(
             "container %s created in sandbox %s",
@@ -270,7 +320,7 @@ class Containers:
             self._remove(self.node.store.get_container(container_id))
         with self._lock:
             self._busy.pop(container_id, None)
-            self._cpu_samples.pop(container_id, None)
+        self._cpu.forget(container_id)
 
     def _remove(self, record: ContainerRecord) -> None:
         node = self.node
@@ -283,17 +333,14 @@ class Containers:
         with contextlib.suppress(image_errors.NotFound):
             node.images.remove_user(record.image_id, image_user(record.id))
         shutil.rmtree(directory, ignore_errors=True)
-        node.store.remove_container(record.id)
+        with self._transitions:
+            node.store.remove_container(record.id)
+            self._publish(record.id, record.sandbox_id, api_pb2.CONTAINER_DELETED_EVENT)
         log.info("container %s removed", record.id, extra={"container": record.id})
 
-    def _cgroup(self, record: ContainerRecord) -> Manager | None:
+    def cgroup(self, record: ContainerRecord) -> Manager | None:
         """The manager of the container's cgroup, if it still exists."""
-        try:
-            spec = json.loads((self._dir(record.id) / "config.json").read_text())
-            manager = open_manager(str(spec["linux"]["cgroupsPath"]))
-        except (OSError, ValueError, KeyError, CgroupError):
-            return None
-        return manager if manager.exists() else None
+        return spec_cgroup(self._spec(record))
 
     def stop_sandbox(self, sandbox_id: str) -> None:
         """Stop every container of the sandbox at once (StopPodSandbox)."""
@@ -338,9 +385,48 @@ class Containers:
             }
         if not changes or all(getattr(record, k) == v for k, v in changes.items()):
             return record
-        return self.node.store.update_container(
-            record.id, lambda current: dataclasses.replace(current, **changes)
-        )
+        before: list[ContainerState] = []
+
+        def change(current: ContainerRecord) -> ContainerRecord:
+            before.append(current.state)
+            if current.state is ContainerState.EXITED:
+                return current  # final: a stale report (a slow Start's) changes nothing
+            return dataclasses.replace(current, **changes)
+
+        with self._transitions:
+            updated = self.node.store.update_container(record.id, change)
+            self._announce(before[0], updated)
+        return updated
+
+    def _announce(self, before: ContainerState, record: ContainerRecord) -> None:
+        """Publish the events of a move from `before` to `record.state`."""
+        if before is record.state:
+            return
+        if record.state is ContainerState.RUNNING:
+            self._publish(record.id, record.sandbox_id, api_pb2.CONTAINER_STARTED_EVENT)
+        elif record.state is ContainerState.EXITED:
+            if before is ContainerState.CREATED and record.started_at:
+                # It ran and ended before anyone saw it running.
+                self._publish(record.id, record.sandbox_id, api_pb2.CONTAINER_STARTED_EVENT)
+            self._publish(record.id, record.sandbox_id, api_pb2.CONTAINER_STOPPED_EVENT)
+
+    def refresh(self, container_id: str) -> None:
+        """Bring one record up to date (the supervisor reported an exit); an unknown
+        id (a sandbox's, or one removed meanwhile) is ignored."""
+        with contextlib.suppress(NotFound):
+            self._refresh(self.node.store.get_container(container_id))
+
+    def refresh_all(self) -> None:
+        """Bring every record up to date from one supervisor `list`."""
+        try:
+            infos = {info.id: info for info in self.node.supervisor.list()}
+        except SupervisorNotFound:
+            infos = {}
+        for record in self.node.store.list_containers():
+            info = infos.get(record.id)
+            if info is not None:
+                with contextlib.suppress(NotFound):
+                    self._refresh(record, info)
 
     def _exit_reason(self, record: ContainerRecord, code: int) -> str:
         if code == 0:
@@ -351,16 +437,18 @@ class Containers:
 
     def _oom_killed(self, record: ContainerRecord) -> bool:
         """Whether the container's cgroup counts an OOM kill (while it still exists)."""
-        manager = self._cgroup(record)
+        manager = self.cgroup(record)
         return manager is not None and manager.stats().memory.oom_kill_count > 0
 
-    def _current(self, id_or_prefix: str) -> ContainerRecord:
+    def current(self, id_or_prefix: str) -> ContainerRecord:
+        """The record of the container (an id or unique prefix), up to date;
+        NOT_FOUND if there is none."""
         return self._refresh(self.node.store.get_container(id_or_prefix))
 
     # -- status and list ---------------------------------------------------------------
 
     def status(self, request: api_pb2.ContainerStatusRequest) -> api_pb2.ContainerStatusResponse:
-        record = self._current(request.container_id)
+        record = self.current(request.container_id)
         config = api_pb2.ContainerConfig.FromString(record.config)
         image_spec = api_pb2.ImageSpec()
         image_spec.CopyFrom(config.image)
@@ -386,21 +474,33 @@ class Containers:
             mounts=list(config.mounts),
             log_path=record.log_path,
         )
+        spec = self._spec(record)
+        if spec is not None:
+            status.resources.CopyFrom(container_resources(spec))
         response = api_pb2.ContainerStatusResponse(status=status)
         if request.verbose:
-            response.info["info"] = json.dumps(self._verbose_info(record, config))
+            response.info["info"] = json.dumps(self._verbose_info(record, config, spec))
         return response
 
-    def _verbose_info(self, record: ContainerRecord, config: api_pb2.ContainerConfig) -> Any:
+    def _spec(self, record: ContainerRecord) -> dict[str, Any] | None:
+        """The container's config.json, or None if it cannot be read."""
+        try:
+            spec = json.loads((self._dir(record.id) / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return spec if isinstance(spec, dict) else None
+
+    def _verbose_info(
+        self,
+        record: ContainerRecord,
+        config: api_pb2.ContainerConfig,
+        spec: dict[str, Any] | None,
+    ) -> Any:
         pid = 0
         with contextlib.suppress(SupervisorNotFound):
             info = self.node.supervisor.state(record.id)
             if info.status is Status.RUNNING:
                 pid = info.pid
-        try:
-            spec = json.loads((self._dir(record.id) / "config.json").read_text())
-        except (OSError, ValueError):
-            spec = None
         return {
             "sandboxID": record.sandbox_id,
             "pid": pid,
@@ -412,15 +512,7 @@ class Containers:
         }
 
     def list(self, request: api_pb2.ListContainersRequest) -> api_pb2.ListContainersResponse:
-        try:
-            infos = {info.id: info for info in self.node.supervisor.list()}
-        except SupervisorNotFound:
-            infos = {}
-        for record in self.node.store.list_containers():
-            info = infos.get(record.id)
-            if info is not None:
-                with contextlib.suppress(NotFound):
-                    self._refresh(record, info)
+        self.refresh_all()
         filter = request.filter if request.HasField("filter") else None
         items = [to_container(r) for r in self.node.store.list_containers(filter)]
         return api_pb2.ListContainersResponse(containers=items)
@@ -430,7 +522,7 @@ class Containers:
     def reopen_log(self, container_id: str) -> None:
         """ReopenContainerLog: the supervisor closes and reopens the container's log
         file (after the kubelet rotated it); only for a running container."""
-        record = self._current(container_id)
+        record = self.current(container_id)
         if record.state is not ContainerState.RUNNING:
             raise runtime_errors.InvalidState(
                 f"container {record.id} is {record.state.value}, not RUNNING"
@@ -445,7 +537,7 @@ class Containers:
     def exec_sync(self, request: api_pb2.ExecSyncRequest) -> api_pb2.ExecSyncResponse:
         if not request.cmd:
             raise InvalidArgument("cmd: required")
-        record = self._current(request.container_id)
+        record = self.current(request.container_id)
         if record.state is not ContainerState.RUNNING:
             raise runtime_errors.InvalidState(
                 f"container {record.id} is {record.state.value}, not RUNNING"
@@ -470,7 +562,7 @@ class Containers:
 
     def stats(self, container_id: str) -> api_pb2.ContainerStats:
         """ContainerStats: NOT_FOUND for an unknown id (or prefix)."""
-        return self._stats(self._current(container_id))
+        return self._stats(self.current(container_id))
 
     def list_stats(
         self, request: api_pb2.ListContainerStatsRequest
@@ -503,32 +595,16 @@ class Containers:
                 annotations=dict(record.annotations),
             )
         )
-        manager = self._cgroup(record)
+        manager = self.cgroup(record)
         if manager is not None:
             sample = manager.stats()
             timestamp = time.time_ns()
-            stats.cpu.CopyFrom(self._cpu_usage(record.id, timestamp, sample))
+            stats.cpu.CopyFrom(self._cpu.usage(record.id, timestamp, sample.cpu.usage_total_ns))
             stats.memory.CopyFrom(memory_usage(timestamp, sample))
         layer = self._writable_layer(record)
         if layer is not None:
             stats.writable_layer.CopyFrom(layer)
         return stats
-
-    def _cpu_usage(
-        self, container_id: str, timestamp: int, sample: CgroupStats
-    ) -> api_pb2.CpuUsage:
-        usage = sample.cpu.usage_total_ns
-        with self._lock:
-            previous = self._cpu_samples.get(container_id)
-            self._cpu_samples[container_id] = (timestamp, usage)
-        nano_cores = 0
-        if previous is not None and timestamp > previous[0] and usage >= previous[1]:
-            nano_cores = (usage - previous[1]) * 1_000_000_000 // (timestamp - previous[0])
-        return api_pb2.CpuUsage(
-            timestamp=timestamp,
-            usage_core_nano_seconds=api_pb2.UInt64Value(value=usage),
-            usage_nano_cores=api_pb2.UInt64Value(value=nano_cores),
-        )
 
     def _writable_layer(self, record: ContainerRecord) -> api_pb2.FilesystemUsage | None:
         """Bytes and inodes of the container's snapshot (its overlay upper dir)."""
@@ -569,6 +645,15 @@ def memory_usage(timestamp: int, sample: CgroupStats) -> api_pb2.MemoryUsage:
         available = max(memory.limit_bytes - memory.working_set_bytes, 0)
         usage.available_bytes.CopyFrom(api_pb2.UInt64Value(value=available))
     return usage
+
+
+def spec_cgroup(spec: dict[str, Any] | None) -> Manager | None:
+    """The manager of the cgroup a config.json names, if that cgroup exists."""
+    try:
+        manager = open_manager(str(spec["linux"]["cgroupsPath"])) if spec else None
+    except (TypeError, KeyError, CgroupError):
+        return None
+    return manager if manager is not None and manager.exists() else None
 
 
 def image_ref(image: Image) -> str:

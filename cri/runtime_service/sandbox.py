@@ -12,6 +12,10 @@ pause image's snapshot "sandbox-<id>") and config.json (the pause bundle).
 Run registers an undo after each acquisition (STYLE.md §4) and pops them all once the
 record is written. Stop and Remove are idempotent: an unknown id succeeds, and each
 step tolerates what an earlier, interrupted call already did.
+
+Events (events.py), with the sandbox's id as the container id, as containerd sends
+them: CREATED and STARTED once Run has written the record, STOPPED when Stop turns it
+NOTREADY, DELETED once Remove has forgotten it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from cri.errors import InvalidArgument
 from cri.network import PortMapping, Protocol
 from cri.node import Node
 from cri.oci_spec import HostFacts, UserDB
+from cri.runtime_service.events import Publish, no_events
 from cri.store import (
     Kind,
     NotFound,
@@ -70,8 +75,10 @@ class Sandboxes:
         *,
         stop_containers: Callable[[str], None] | None = None,
         remove_containers: Callable[[str], None] | None = None,
+        publish: Publish = no_events,
     ) -> None:
         self.node = node
+        self._publish = publish
         # The sandbox's containers: stopped by Stop, removed by Remove (containers.py).
         self._stop_containers = stop_containers
         self._remove_containers = remove_containers
@@ -158,6 +165,8 @@ class Sandboxes:
                 )
             )
             undo.pop_all()
+        self._publish(sandbox_id, sandbox_id, api_pb2.CONTAINER_CREATED_EVENT)
+        self._publish(sandbox_id, sandbox_id, api_pb2.CONTAINER_STARTED_EVENT)
         log.info("sandbox %s ready", sandbox_id, extra={"sandbox": sandbox_id, "ip": ip})
         return sandbox_id
 
@@ -183,9 +192,15 @@ class Sandboxes:
             node.network.teardown(record.id, record.netns_path)
             node.network.remove_netns(record.netns_path)
         if record.state is not SandboxState.NOTREADY or record.ip:
-            node.store.update_sandbox(
-                record.id, lambda r: _replace(r, state=SandboxState.NOTREADY, ip="")
-            )
+            before: list[SandboxState] = []
+
+            def change(current: SandboxRecord) -> SandboxRecord:
+                before.append(current.state)
+                return _replace(current, state=SandboxState.NOTREADY, ip="")
+
+            node.store.update_sandbox(record.id, change)
+            if before[0] is SandboxState.READY:
+                self._publish(record.id, record.id, api_pb2.CONTAINER_STOPPED_EVENT)
         log.info("sandbox %s stopped", record.id, extra={"sandbox": record.id})
 
     def remove(self, id_or_prefix: str) -> None:
@@ -206,6 +221,7 @@ class Sandboxes:
                 node.images.remove_rootfs(rootfs_key(sandbox_id))
             shutil.rmtree(directory, ignore_errors=True)
             node.store.remove_sandbox(sandbox_id)
+            self._publish(sandbox_id, sandbox_id, api_pb2.CONTAINER_DELETED_EVENT)
         with self._lock:
             self._busy.pop(sandbox_id, None)
         log.info("sandbox %s removed", sandbox_id, extra={"sandbox": sandbox_id})

@@ -1,5 +1,7 @@
 """Helpers shared by the CRI integration tests: commands, `ip -j` output, a pod CIDR
-no route or address of the host overlaps, mounts and processes."""
+no route or address of the host overlaps, mounts and processes, and `Cri`, a real
+CRI server on its own node with the stubs to drive it (conftest.py's `cri` fixture
+makes one per test)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,34 @@ import contextlib
 import ipaddress
 import json
 import random
+import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
+
+from cri.api import api_pb2, api_pb2_grpc
+from cri.network import NetworkConfig
+from cri.node import Node, open_node
+from cri.runtime_service import RuntimeService
+from cri.server import build_server
+from images.store import ImageStore
 from tests.integration.runtime.support import alive as alive
 from tests.integration.runtime.support import wait_for as _wait_for
+
+CRI_TOOLS = ("ip", "iptables", "nsenter", "skopeo", "docker-registry")
+# `pytestmark` of a module that drives a real server (conftest.py's `cri` fixture).
+NEEDS_CRI = [
+    pytest.mark.root,
+    pytest.mark.skipif(
+        not all(shutil.which(tool) for tool in CRI_TOOLS),
+        reason=f"needs {', '.join(CRI_TOOLS)}",
+    ),
+]
 
 
 def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -59,3 +83,124 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> 
 def mounted(fragment: str) -> list[str]:
     with open("/proc/self/mountinfo") as mountinfo:
         return [line.split()[4] for line in mountinfo if fragment in line.split()[4]]
+
+
+@dataclass
+class Cri:
+    state: Path
+    socket: str
+    network: NetworkConfig
+    images: ImageStore
+    cgroup_parent: str
+    image: str
+    logs: Path
+    node: Node | None = None
+    server: grpc.Server | None = None
+    service: RuntimeService | None = None
+    channel: grpc.Channel | None = None
+    runtime: Any = None
+    image_service: Any = None
+
+    def start(self) -> None:
+        self.node = open_node(self.state, self.images, self.network)
+        self.server, self.service = build_server(
+            self.socket, self.images, node=self.node, workers=8
+        )
+        self.channel = grpc.insecure_channel(f"unix://{self.socket}")
+        self.runtime = api_pb2_grpc.RuntimeServiceStub(self.channel)
+        self.image_service = api_pb2_grpc.ImageServiceStub(self.channel)
+
+    def stop_server(self) -> None:
+        if self.service is not None:
+            self.service.close()
+        if self.channel is not None:
+            self.channel.close()
+        if self.server is not None:
+            self.server.stop(grace=None).wait()
+        self.channel = self.server = self.service = None
+
+    def pull(self) -> str:
+        request = api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=self.image))
+        return str(self.image_service.PullImage(request).image_ref)
+
+    def sandbox_config(self, name: str, cgroup_parent: str = "") -> api_pb2.PodSandboxConfig:
+        return api_pb2.PodSandboxConfig(
+            metadata={"name": name, "namespace": "test", "uid": f"uid-{name}"},
+            hostname=name,
+            log_directory=str(self.logs / name),
+            linux={"cgroup_parent": cgroup_parent or self.cgroup_parent},
+            labels={"pod": name},
+        )
+
+    def run_sandbox(self, name: str, cgroup_parent: str = "") -> str:
+        config = self.sandbox_config(name, cgroup_parent)
+        response = self.runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config))
+        return str(response.pod_sandbox_id)
+
+    def create(
+        self,
+        sandbox_id: str,
+        name: str,
+        command: list[str],
+        image: str = "",
+        linux: dict[str, Any] | None = None,
+    ) -> str:
+        config = api_pb2.ContainerConfig(
+            metadata={"name": name},
+            image={"image": image or self.image},
+            command=command,
+            log_path=f"{name}/0.log",
+            labels={"name": name},
+            linux=linux,
+        )
+        request = api_pb2.CreateContainerRequest(
+            pod_sandbox_id=sandbox_id,
+            config=config,
+            sandbox_config=self.sandbox_config(self.sandbox_name(sandbox_id)),
+        )
+        return str(self.runtime.CreateContainer(request).container_id)
+
+    def sandbox_name(self, sandbox_id: str) -> str:
+        request = api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id)
+        return str(self.runtime.PodSandboxStatus(request).status.metadata.name)
+
+    def sandbox_status(
+        self, sandbox_id: str, verbose: bool = False
+    ) -> api_pb2.PodSandboxStatusResponse:
+        request = api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=verbose)
+        response: api_pb2.PodSandboxStatusResponse = self.runtime.PodSandboxStatus(request)
+        return response
+
+    def start_container(self, container_id: str) -> None:
+        self.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=container_id))
+
+    def run_to_exit(self, sandbox_id: str, name: str, command: list[str]) -> str:
+        """Create and start a container, wait until it has exited; its id."""
+        container_id = self.create(sandbox_id, name, command)
+        self.start_container(container_id)
+        wait_for(
+            lambda: self.status(container_id).status.state == api_pb2.CONTAINER_EXITED,
+            f"container {name} to exit",
+        )
+        return container_id
+
+    def status(self, container_id: str, verbose: bool = False) -> api_pb2.ContainerStatusResponse:
+        request = api_pb2.ContainerStatusRequest(container_id=container_id, verbose=verbose)
+        response: api_pb2.ContainerStatusResponse = self.runtime.ContainerStatus(request)
+        return response
+
+    def pid(self, container_id: str) -> int:
+        return int(json.loads(self.status(container_id, verbose=True).info["info"])["pid"])
+
+    def exec(self, container_id: str, cmd: list[str], timeout: int = 0) -> Any:
+        request = api_pb2.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout)
+        return self.runtime.ExecSync(request)
+
+    def list(self, **filter: Any) -> list[str]:
+        request = api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(**filter))
+        return [item.id for item in self.runtime.ListContainers(request).containers]
+
+    def cgroup_dirs(self, relative: str) -> list[Path]:
+        """The directories of the cgroup `relative` (to the root) in every hierarchy."""
+        root = Path("/sys/fs/cgroup")
+        return [root / c / relative.lstrip("/") for c in sorted(p.name for p in root.iterdir())]

@@ -1,204 +1,24 @@
 """Containers through the CRI server's gRPC stubs, against the real kernel (root):
 create, start, logs, ExecSync, stop, status, list, remove, and the sandbox's
-Stop/Remove taking its containers along.
-
-Isolation as in test_sandbox.py: each test has its own state directory (supervisor,
-records, network state), bridge (kct<hex>), veth and chain prefixes, netns directory,
-a /24 of 10.214.0.0/16 no route or address uses, and cgroup parent. The busybox image
-is pulled through the ImageService from a LocalRegistry on 127.0.0.1. Teardown
-removes the sandboxes (and so their containers), destroys the network and stops the
-supervisor by pid.
+Stop/Remove taking its containers along. The server and its isolation: conftest.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import tempfile
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from cri.api import api_pb2, api_pb2_grpc
-from cri.network import NetworkConfig
-from cri.node import Node, open_node
-from cri.server import build_server
-from cri.supervisor.client import running_supervisor
-from images.build import build_all, push
-from images.store import ImageStore
-from images.testing import LocalRegistry
-from tests.integration.cri.support import alive, free_cidr, mounted, wait_for
+from cri.api import api_pb2
+from tests.integration.cri.support import NEEDS_CRI, Cri, alive, mounted, wait_for
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(
-        not all(
-            shutil.which(tool)
-            for tool in ("ip", "iptables", "nsenter", "skopeo", "docker-registry")
-        ),
-        reason="needs ip, iptables, nsenter, skopeo and docker-registry",
-    ),
-]
+pytestmark = NEEDS_CRI
 
 COMMAND = ["sh", "-c", "echo hello; echo oops >&2; sleep 60"]
-
-
-@dataclass
-class Cri:
-    state: Path
-    socket: str
-    network: NetworkConfig
-    images: ImageStore
-    cgroup_parent: str
-    image: str
-    logs: Path
-    node: Node | None = None
-    server: grpc.Server | None = None
-    channel: grpc.Channel | None = None
-    runtime: Any = None
-    image_service: Any = None
-
-    def start(self) -> None:
-        self.node = open_node(self.state, self.images, self.network)
-        self.server, _ = build_server(self.socket, self.images, node=self.node, workers=8)
-        self.channel = grpc.insecure_channel(f"unix://{self.socket}")
-        self.runtime = api_pb2_grpc.RuntimeServiceStub(self.channel)
-        self.image_service = api_pb2_grpc.ImageServiceStub(self.channel)
-
-    def stop_server(self) -> None:
-        if self.channel is not None:
-            self.channel.close()
-        if self.server is not None:
-            self.server.stop(grace=None).wait()
-        self.channel = self.server = None
-
-    def pull(self) -> str:
-        request = api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=self.image))
-        return str(self.image_service.PullImage(request).image_ref)
-
-    def sandbox_config(self, name: str) -> api_pb2.PodSandboxConfig:
-        return api_pb2.PodSandboxConfig(
-            metadata={"name": name, "namespace": "test", "uid": f"uid-{name}"},
-            hostname=name,
-            log_directory=str(self.logs / name),
-            linux={"cgroup_parent": self.cgroup_parent},
-        )
-
-    def run_sandbox(self, name: str) -> str:
-        config = self.sandbox_config(name)
-        response = self.runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config))
-        return str(response.pod_sandbox_id)
-
-    def create(self, sandbox_id: str, name: str, command: list[str], image: str = "") -> str:
-        config = api_pb2.ContainerConfig(
-            metadata={"name": name},
-            image={"image": image or self.image},
-            command=command,
-            log_path=f"{name}/0.log",
-            labels={"name": name},
-        )
-        request = api_pb2.CreateContainerRequest(
-            pod_sandbox_id=sandbox_id,
-            config=config,
-            sandbox_config=self.sandbox_config(self.sandbox_name(sandbox_id)),
-        )
-        return str(self.runtime.CreateContainer(request).container_id)
-
-    def sandbox_name(self, sandbox_id: str) -> str:
-        request = api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id)
-        return str(self.runtime.PodSandboxStatus(request).status.metadata.name)
-
-    def start_container(self, container_id: str) -> None:
-        self.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=container_id))
-
-    def status(self, container_id: str, verbose: bool = False) -> api_pb2.ContainerStatusResponse:
-        request = api_pb2.ContainerStatusRequest(container_id=container_id, verbose=verbose)
-        response: api_pb2.ContainerStatusResponse = self.runtime.ContainerStatus(request)
-        return response
-
-    def pid(self, container_id: str) -> int:
-        return int(json.loads(self.status(container_id, verbose=True).info["info"])["pid"])
-
-    def exec(self, container_id: str, cmd: list[str], timeout: int = 0) -> Any:
-        request = api_pb2.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout)
-        return self.runtime.ExecSync(request)
-
-    def list(self, **filter: Any) -> list[str]:
-        request = api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(**filter))
-        return [item.id for item in self.runtime.ListContainers(request).containers]
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    layout = tmp_path_factory.mktemp("layout")
-    build_all(layout)
-    with LocalRegistry(tmp_path_factory.mktemp("registry")) as served:
-        push(layout, "busybox", f"{served.host}/kubeling/busybox:latest")
-        yield served
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageStore]:
-    store = ImageStore(tmp_path_factory.mktemp("images"))
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-@pytest.fixture
-def cri(images: ImageStore, registry: LocalRegistry, tmp_path: Path) -> Iterator[Cri]:
-    suffix = uuid.uuid4().hex[:6]
-    state = Path(tempfile.mkdtemp(prefix="klct-"))  # short: the supervisor's socket path
-    network = NetworkConfig(
-        bridge=f"kct{suffix}",
-        pod_cidr=free_cidr(214),
-        state_dir=state / "network",
-        netns_dir=tmp_path / "netns",
-        veth_prefix=f"c{suffix[:5]}",
-        chain_prefix=f"KC-{suffix}",
-        ip_forward=False,
-        load_br_netfilter=False,
-    )
-    cri = Cri(
-        state,
-        str(tmp_path / "cri.sock"),
-        network,
-        images,
-        f"/kubeling-test-ct-{suffix}",
-        f"{registry.host}/kubeling/busybox:latest",
-        tmp_path / "logs",
-    )
-    cri.start()
-    try:
-        cri.pull()
-        yield cri
-    finally:
-        try:
-            assert cri.node is not None
-            for record in cri.node.store.list_sandboxes():
-                cri.runtime.RemovePodSandbox(
-                    api_pb2.RemovePodSandboxRequest(pod_sandbox_id=record.id)
-                )
-            cri.stop_server()
-            cri.node.network.destroy()
-        finally:
-            pid = running_supervisor(state / "supervisor")
-            if pid > 0:
-                os.kill(pid, signal.SIGTERM)
-                wait_for(lambda: not alive(pid), f"supervisor {pid} to exit")
-            for controller in os.listdir("/sys/fs/cgroup"):
-                parent = Path(f"/sys/fs/cgroup/{controller}{cri.cgroup_parent}")
-                if parent.is_dir():
-                    parent.rmdir()
-            shutil.rmtree(state)
 
 
 def test_run_exec_stop_remove(cri: Cri) -> None:
@@ -292,12 +112,7 @@ def test_run_exec_stop_remove(cri: Cri) -> None:
 
 def test_completed_container(cri: Cri) -> None:
     sandbox_id = cri.run_sandbox("job")
-    container_id = cri.create(sandbox_id, "true", ["true"])
-    cri.start_container(container_id)
-    wait_for(
-        lambda: cri.status(container_id).status.state == api_pb2.CONTAINER_EXITED,
-        "the container to exit",
-    )
+    container_id = cri.run_to_exit(sandbox_id, "true", ["true"])
     status = cri.status(container_id).status
     assert status.exit_code == 0
     assert status.reason == "Completed"

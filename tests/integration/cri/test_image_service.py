@@ -199,3 +199,18 @@ def test_rpcs_not_built_yet_answer_unimplemented(cri: Client) -> None:
     with pytest.raises(grpc.RpcError) as info:
         cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest())
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_pod_rpcs_of_a_server_without_a_node_answer_unimplemented(cri: Client) -> None:
+    calls = [
+        lambda: cri.runtime.UpdateContainerResources(
+            api_pb2.UpdateContainerResourcesRequest(container_id="c")
+        ),
+        lambda: cri.runtime.PodSandboxStats(api_pb2.PodSandboxStatsRequest(pod_sandbox_id="s")),
+        lambda: cri.runtime.ListPodSandboxStats(api_pb2.ListPodSandboxStatsRequest()),
+        lambda: list(cri.runtime.GetContainerEvents(api_pb2.GetEventsRequest(), timeout=10)),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
