@@ -13,9 +13,10 @@ pull, which is what the dedup tests rely on.
 Images (:data:`IMAGES`): ``busybox`` (Cmd ``sh``), ``httpd`` (``busybox httpd -f -p 80 -h
 /www``), ``nonroot`` (USER 1000:1000 with /etc/passwd and /etc/group entries),
 ``multilayer`` (four layers with whiteouts and an opaque dir; :data:`MULTILAYER_TREE`
-is the merged tree a correct unpack gives) and ``pause`` (``/pause`` sleeps until
-SIGTERM or SIGINT). :func:`build_index` writes an image index with linux/amd64 and
-linux/arm64 entries for manifest-list tests.
+is the merged tree a correct unpack gives) and ``pause`` (``/pause``, a small static
+binary compiled here, waits for SIGTERM or SIGINT and reaps zombies).
+:func:`build_index` writes an image index with linux/amd64 and linux/arm64 entries for
+manifest-list tests.
 
 The layer writer (:class:`Entry`, :meth:`Layout.add_layer`) is generic so tests and the
 benchmark can build their own layers (random data, thousands of files, evil entries).
@@ -23,6 +24,7 @@ benchmark can build their own layers (random data, thousands of files, evil entr
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -402,11 +404,55 @@ def _config(cmd: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     return config
 
 
-PAUSE_SCRIPT = """#!/bin/sh
-# kubeling test pause: sleep until SIGTERM or SIGINT, reaping children meanwhile.
-trap 'exit 0' TERM INT
-while :; do sleep 2147483647 & wait $!; done
+# kubeling's pause: the first process of a pod, holding its namespaces. It must be a
+# single process (containers that share the pod's pid namespace see it, and a shell
+# script's `sleep` child would show up in their `ps`), reap the zombies re-parented
+# to it, and exit 0 on SIGTERM or SIGINT.
+PAUSE_SOURCE = r"""
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void quit(int signum) { (void)signum; _exit(0); }
+
+static void reap(int signum) {
+    (void)signum;
+    while (waitpid(-1, 0, WNOHANG) > 0) {
+    }
+}
+
+int main(void) {
+    struct sigaction action = {0};
+    action.sa_handler = quit;
+    sigaction(SIGTERM, &action, 0);
+    sigaction(SIGINT, &action, 0);
+    action.sa_handler = reap;
+    action.sa_flags = SA_NOCLDSTOP | SA_RESTART;
+    sigaction(SIGCHLD, &action, 0);
+    for (;;)
+        pause();
+}
 """
+
+
+@functools.cache
+def compile_pause() -> bytes:
+    """The pause binary: PAUSE_SOURCE compiled static with the host's C compiler
+    (scripts/install installs gcc and the static libc)."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise FileNotFoundError("building the pause image needs a C compiler (install gcc)")
+    with tempfile.TemporaryDirectory(prefix="kubeling-pause-") as work:
+        source, binary = Path(work) / "pause.c", Path(work) / "pause"
+        source.write_text(PAUSE_SOURCE)
+        result = subprocess.run(
+            [compiler, "-static", "-Os", "-s", "-o", str(binary), str(source)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"compile the pause binary: {result.stderr.strip()}")
+        return binary.read_bytes()
+
 
 HTTPD_INDEX = "<html><body>hello from kubeling httpd</body></html>\n"
 
@@ -506,7 +552,7 @@ def _build(name: str, layout: Layout, base: Layer) -> Descriptor:
         config = _config(["sh"], Volumes={"/data": {}}, Labels={"kubeling.test": "multilayer"})
         return layout.add_image(layers, config, history=["busybox", "data", "whiteouts", "v2"])
     if name == "pause":
-        pause = layout.add_layer([file("pause", PAUSE_SCRIPT, mode=0o755)])
+        pause = layout.add_layer([file("pause", compile_pause(), mode=0o755)])
         entrypoint = {"Env": [DEFAULT_PATH], "Entrypoint": ["/pause"], "WorkingDir": "/"}
         return layout.add_image([base, pause], entrypoint, history=["busybox", "pause"])
     raise ValueError(f"unknown image {name!r}: choose from {', '.join(IMAGES)}")
