@@ -2,7 +2,8 @@
 
     kubeling cri [--socket /run/kubeling/kubeling.sock] [--images-root DIR]
                  [--registries FILE] [--state-dir DIR] [--pod-cidr CIDR]
-                 [--bridge NAME] [--sandbox-image REF] [--log-level info]
+                 [--bridge NAME] [--sandbox-image REF] [--streaming-address HOST:PORT]
+                 [--log-level info]
 
 Serves runtime.v1.RuntimeService and runtime.v1.ImageService (cri.api) from one
 process: a thread pool serves the RPCs, the image store is thread-safe. Before the
@@ -28,6 +29,8 @@ from cri.image_service import ImageService
 from cri.network import NetworkConfig
 from cri.node import DEFAULT_SANDBOX_IMAGE, DEFAULT_STATE_DIR, Node, open_node
 from cri.runtime_service import RuntimeService
+from cri.streaming.server import DEFAULT_ADDRESS as DEFAULT_STREAMING_ADDRESS
+from cri.streaming.server import StreamingServer
 from images.registries import RegistryConfig
 from images.store import ImageStore
 
@@ -41,10 +44,16 @@ MAX_MESSAGE = 16 * 1024 * 1024
 
 
 def build_server(
-    socket_path: str, store: ImageStore, *, node: Node | None = None, workers: int = 16
+    socket_path: str,
+    store: ImageStore,
+    *,
+    node: Node | None = None,
+    streaming: StreamingServer | None = None,
+    workers: int = 16,
 ) -> tuple[grpc.Server, RuntimeService]:
     """A started server bound to `socket_path` (an existing socket file is replaced).
-    Without a `node` it serves images and runtime info only (no pods)."""
+    Without a `node` it serves images and runtime info only (no pods); without a
+    `streaming` server, Exec, Attach and PortForward answer UNIMPLEMENTED."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cri"),
         options=[
@@ -52,7 +61,7 @@ def build_server(
             ("grpc.max_receive_message_length", MAX_MESSAGE),
         ],
     )
-    runtime_service = RuntimeService(node)
+    runtime_service = RuntimeService(node, streaming)
     api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime_service, server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(ImageService(store), server)
     os.makedirs(os.path.dirname(socket_path) or ".", mode=0o755, exist_ok=True)
@@ -73,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pod-cidr", default="10.85.0.0/16")
     parser.add_argument("--bridge", default="kubeling0")
     parser.add_argument("--sandbox-image", default=DEFAULT_SANDBOX_IMAGE)
+    parser.add_argument("--streaming-address", default=DEFAULT_STREAMING_ADDRESS,
+                        help="host:port of the Exec/Attach/PortForward server")  # fmt: skip
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])  # fmt: skip
     args = parser.parse_args(argv)
@@ -99,15 +110,24 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        server, runtime_service = build_server(args.socket, store, node=node)
-    except Exception as e:
-        sys.stderr.write(f"kubeling cri: serve on {args.socket}: {e}\n")
+        streaming = StreamingServer(args.streaming_address)
+    except (OSError, ValueError) as e:
+        sys.stderr.write(f"kubeling cri: streaming server on {args.streaming_address}: {e}\n")
         store.close()
         return 1
-    log.info("serving CRI v1 on unix://%s", args.socket)
+    try:
+        server, runtime_service = build_server(args.socket, store, node=node, streaming=streaming)
+    except Exception as e:
+        sys.stderr.write(f"kubeling cri: serve on {args.socket}: {e}\n")
+        streaming.stop()
+        store.close()
+        return 1
+    streaming.start()
+    log.info("serving CRI v1 on unix://%s, streaming on %s", args.socket, streaming.base_url)
     stop.wait()
     runtime_service.close()  # ends the event streams at once, with UNAVAILABLE
     server.stop(grace=5).wait()
+    streaming.stop()
     store.close()
     try:
         os.unlink(args.socket)

@@ -82,3 +82,34 @@ def setup_console(
         os.dup2(slave, fd)
     if slave > 2:
         os.close(slave)
+
+
+# -- the caller's side -----------------------------------------------------------------
+
+
+def receive_console(listener: Any, timeout: float) -> int:
+    """Accept the runtime's connection on the caller's console socket (a listening
+    AF_UNIX socket) and return the pty master it sends; OSError if none comes within
+    `timeout` seconds."""
+    import array
+    import socket
+
+    listener.settimeout(timeout)
+    connection, _ = listener.accept()
+    with connection:
+        connection.settimeout(timeout)
+        fds = array.array("i")
+        _, ancillary, _, _ = connection.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    if not fds:
+        raise OSError("no terminal received on the console socket")
+    for extra in fds[1:]:
+        os.close(extra)
+    return fds[0]
+
+
+def set_window_size(fd: int, width: int, height: int) -> None:
+    """Resize the terminal whose master (or slave) is `fd`."""
+    fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))

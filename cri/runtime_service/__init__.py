@@ -7,7 +7,8 @@ StartContainer, StopContainer, RemoveContainer, ListContainers, ContainerStatus,
 ExecSync, ReopenContainerLog, ContainerStats, ListContainerStats: containers.py),
 UpdateContainerResources (container_update.py), PodSandboxStats and
 ListPodSandboxStats (sandbox_stats.py) and GetContainerEvents (events.py), when the
-service is given a `Node`. The RPCs not served answer UNIMPLEMENTED (the generated
+service is given a `Node`, and Exec, Attach and PortForward (streaming.py) when it
+is also given a streaming server. The RPCs not served answer UNIMPLEMENTED (the generated
 base class does that), which CRI clients understand.
 
 `close()` ends what outlives a call (the event streams and their threads); the server
@@ -31,7 +32,9 @@ from cri.runtime_service.containers import Containers
 from cri.runtime_service.events import ContainerEvents
 from cri.runtime_service.sandbox import Sandboxes
 from cri.runtime_service.sandbox_stats import SandboxStats
+from cri.runtime_service.streaming import Streaming
 from cri.store import NotFound
+from cri.streaming.server import StreamingServer
 
 RUNTIME_NAME = "kubeling"
 RUNTIME_VERSION = "0.1.0"
@@ -41,7 +44,9 @@ CRI_VERSION = "0.1.0"
 
 
 class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, node: Node | None = None) -> None:
+    def __init__(
+        self, node: Node | None = None, streaming_server: StreamingServer | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self.pod_cidr = ""
         self.node = node
@@ -65,6 +70,9 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
                 publish=self._events.publish,
             )
             self._sandbox_stats = SandboxStats(node, self._containers)
+        self._streaming = None
+        if node is not None and streaming_server is not None:
+            self._streaming = Streaming(node, streaming_server)
 
     def close(self) -> None:
         """End the event streams (UNAVAILABLE) and stop their threads; idempotent."""
@@ -80,6 +88,11 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         if self._containers is None:
             raise Unimplemented("this server runs no containers")
         return self._containers
+
+    def streaming(self, context: grpc.ServicerContext) -> Streaming:
+        if self._streaming is None:
+            raise Unimplemented("this server has no streaming server")
+        return self._streaming
 
     def sandbox_stats(self, context: grpc.ServicerContext) -> SandboxStats:
         if self._sandbox_stats is None:
@@ -315,3 +328,23 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self, request: api_pb2.GetEventsRequest, context: grpc.ServicerContext
     ) -> Iterator[api_pb2.ContainerEventResponse]:
         yield from self.events(context).stream(context)
+
+    # -- streaming (streaming.py) ---------------------------------------------------------
+
+    @rpc
+    def Exec(
+        self, request: api_pb2.ExecRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ExecResponse:
+        return api_pb2.ExecResponse(url=self.streaming(context).exec(request))
+
+    @rpc
+    def Attach(
+        self, request: api_pb2.AttachRequest, context: grpc.ServicerContext
+    ) -> api_pb2.AttachResponse:
+        return api_pb2.AttachResponse(url=self.streaming(context).attach(request))
+
+    @rpc
+    def PortForward(
+        self, request: api_pb2.PortForwardRequest, context: grpc.ServicerContext
+    ) -> api_pb2.PortForwardResponse:
+        return api_pb2.PortForwardResponse(url=self.streaming(context).port_forward(request))

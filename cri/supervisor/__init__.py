@@ -15,8 +15,10 @@ What it does, single-threaded around one selector (`reactor`):
   exit events to subscribers;
 - copies each container's stdout/stderr to its CRI log file, reopened on request
   after rotation (`logs`); keeps the stdin pipe's write end when asked for one;
-- runs ExecSync commands in forked helpers, output captured, with a timeout
-  (`execsync`);
+- runs ExecSync commands in forked helpers, output captured, with a timeout, and
+  streaming Exec commands on the CRI server's pipes or a pty (`execsync`);
+- copies a running container's output to attached clients and their stdin into it
+  (`attach`);
 - on a restart of the supervisor itself, re-adopts what is on disk (`records`).
 
 Restart of the supervisor: the normal case is that it is never restarted while

@@ -100,16 +100,31 @@ class SupervisorClient:
         return True
 
     def call(
-        self, op: str, args: Mapping[str, Any] | None = None, *, timeout: float | None = -1.0
+        self,
+        op: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = -1.0,
+        fds: Sequence[int] = (),
     ) -> dict[str, Any]:
         """One request; its result, or the typed error the supervisor answered.
-        `timeout` None waits forever; by default it is the client's timeout."""
+        `timeout` None waits forever; by default it is the client's timeout. `fds`
+        go along with the request (the supervisor gets copies; ours stay open)."""
         if timeout is not None and timeout < 0:
             timeout = self.timeout
         request_id = next(self._ids)
         sock = self._connect(timeout)
         try:
-            sock.sendall(protocol.request(request_id, op, args or {}))
+            values = dict(args or {})
+            if fds:
+                values["fds"] = len(fds)
+            line = protocol.request(request_id, op, values)
+            if fds:
+                # The descriptors ride on the first bytes; the rest follows as usual.
+                sent = socket.send_fds(sock, [line], list(fds))
+                sock.sendall(line[sent:])
+            else:
+                sock.sendall(line)
             reader = _LineReader(sock)
             while True:
                 response_id, result = protocol.parse_response(protocol.decode(reader.readline()))
@@ -181,6 +196,48 @@ class SupervisorClient:
         request = {"id": container_id, "args": list(args), "env": list(env), "timeout": timeout}
         call_timeout = None if timeout <= 0 else timeout + _GRACE
         return ExecResult.from_wire(self.call("exec_sync", request, timeout=call_timeout))
+
+    def exec(
+        self,
+        container_id: str,
+        args: Sequence[str],
+        *,
+        stdio: tuple[int, int, int],
+        env: Sequence[str] = (),
+        tty: bool = False,
+        console_socket: str = "",
+    ) -> int:
+        """Run `args` in the container with `stdio` as its fds 0-2 (or, with `tty`,
+        a terminal whose master the runtime sends to `console_socket`); blocks until
+        it has ended and returns its exit code."""
+        request = {
+            "id": container_id, "args": list(args), "env": list(env), "tty": tty,
+            "console_socket": console_socket,
+        }  # fmt: skip
+        return int(self.call("exec", request, timeout=None, fds=stdio)["exit_code"])
+
+    def attach(
+        self,
+        container_id: str,
+        *,
+        stdin: int = -1,
+        stdout: int = -1,
+        stderr: int = -1,
+        stdin_once: bool = False,
+    ) -> None:
+        """Copy the container's output to `stdout`/`stderr` (write ends) and `stdin`
+        (a read end) to its stdin, until it exits or the pipes break (-1: not
+        attached). Blocks meanwhile."""
+        fds = [fd for fd in (stdin, stdout, stderr) if fd >= 0]
+        request = {
+            "id": container_id, "stdin": stdin >= 0, "stdout": stdout >= 0,
+            "stderr": stderr >= 0, "stdin_once": stdin_once,
+        }  # fmt: skip
+        self.call("attach", request, timeout=None, fds=fds)
+
+    def resize(self, container_id: str, width: int, height: int) -> None:
+        """Set the size of the container's terminal."""
+        self.call("resize", {"id": container_id, "width": width, "height": height})
 
     def events(self) -> EventStream:
         """Subscribe: the events from now on, until the stream is closed."""

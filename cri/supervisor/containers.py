@@ -33,15 +33,20 @@ interrupted create: the runtime's leftovers are deleted.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import select
+import shutil
 import signal
+import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cri.supervisor.attach import Attachment
 from cri.supervisor.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -65,11 +70,13 @@ from cri.supervisor.server import Handler, Reply
 from runtime import errors as runtime_errors
 from runtime import state as runtime_state
 from runtime.container import Runtime
+from runtime.tty import receive_console, set_window_size
 
 log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 128
 KILL_WAIT_SECONDS = 10.0
+CONSOLE_WAIT_SECONDS = 5.0
 
 
 def exit_code(status: int) -> int:
@@ -141,6 +148,19 @@ class Container:
     pidfd: int = -1
     stop_timer: Timer | None = None
     waiters: list[Callable[[], None]] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    # The pty master of a container whose process has a terminal (-1: pipes). Its
+    # output (one stream, stdout) is read through a dup of it, its input written to
+    # another.
+    terminal: int = -1
+
+    def output(self, stream: bytes, data: bytes) -> None:
+        for attachment in self.attachments:
+            attachment.output(stream, data)
+
+    def detach_all(self) -> None:
+        for attachment in list(self.attachments):
+            attachment.finish()
 
     @property
     def id(self) -> str:
@@ -178,7 +198,7 @@ class ContainerManager:
             "create": self.create, "start": self.start, "kill": self.kill,
             "stop": self.stop, "wait": self.wait, "delete": self.delete,
             "state": self.state, "list": self.list, "reopen_log": self.reopen_log,
-            "stdin": self.write_stdin,
+            "stdin": self.write_stdin, "attach": self.attach, "resize": self.resize,
         }  # fmt: skip
 
     def get(self, container_id: str, op: str) -> Container:
@@ -211,6 +231,7 @@ class ContainerManager:
             created_at=self._clock(),
         )  # fmt: skip
         self.store.save(record)
+        terminal = _wants_terminal(bundle)
         ours: list[int] = []  # the supervisor's ends, closed if create fails
         try:
             try:
@@ -218,22 +239,19 @@ class ContainerManager:
             except OSError as e:
                 raise SupervisorError(f"{what}: open log {log_path}: {e.strerror}") from None
             try:
-                out_read, out_write = os.pipe()
-                ours.append(out_read)
-                err_read, err_write = os.pipe()
-                ours.append(err_read)
-                if with_stdin:
-                    in_read, in_write = os.pipe()
-                    ours.append(in_write)
+                if terminal:
+                    created, master = self._create_with_terminal(container_id, bundle)
+                    ours.append(master)
+                    out_read, err_read = os.dup(master), -1
+                    ours.append(out_read)
+                    in_write = os.dup(master) if with_stdin else -1
+                    if with_stdin:
+                        ours.append(in_write)
                 else:
-                    in_read = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    created = self.runtime.create(
-                        container_id, bundle, monitor=False, stdio=(in_read, out_write, err_write)
+                    master = -1
+                    created, out_read, err_read, in_write = self._create_with_pipes(
+                        container_id, bundle, with_stdin, ours
                     )
-                finally:
-                    for fd in (in_read, out_write, err_write):
-                        os.close(fd)
             except BaseException:
                 log_file.close()
                 raise
@@ -244,11 +262,14 @@ class ContainerManager:
             raise
         record.pid = created.pid
         record.status = Status.CREATED
-        container = Container(record, log=log_file)
+        container = Container(record, log=log_file, terminal=master)
         container.pipes = [
             OutputPipe(self.reactor, fd, stream, log_file, lambda: self._pipe_closed(container))
             for fd, stream in ((out_read, STDOUT), (err_read, STDERR))
+            if fd >= 0
         ]
+        for pipe in container.pipes:
+            pipe.on_data = container.output
         if with_stdin:
             container.stdin = StdinPipe(self.reactor, in_write)
         self.containers[container_id] = container
@@ -257,6 +278,61 @@ class ContainerManager:
         log.info("created container %s (pid %d)", container_id, record.pid)
         self._event(EventKind.CREATED, container)
         reply.ok(container.info().to_wire())
+
+    def _create_with_pipes(
+        self, container_id: str, bundle: str, with_stdin: bool, ours: list[int]
+    ) -> tuple[runtime_state.ContainerState, int, int, int]:
+        """Create with three pipes as stdio; (created, stdout and stderr read ends,
+        stdin write end or -1). Our ends are appended to `ours` as they are made."""
+        out_read, out_write = os.pipe()
+        ours.append(out_read)
+        err_read, err_write = os.pipe()
+        ours.append(err_read)
+        in_write = -1
+        if with_stdin:
+            in_read, in_write = os.pipe()
+            ours.append(in_write)
+        else:
+            in_read = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            created = self.runtime.create(
+                container_id, bundle, monitor=False, stdio=(in_read, out_write, err_write)
+            )
+        finally:
+            for fd in (in_read, out_write, err_write):
+                os.close(fd)
+        return created, out_read, err_read, in_write
+
+    def _create_with_terminal(
+        self, container_id: str, bundle: str
+    ) -> tuple[runtime_state.ContainerState, int]:
+        """Create a container whose process has a terminal: the runtime sends the pty
+        master to a console socket of ours. (created, the master)."""
+        directory = tempfile.mkdtemp(prefix="kubeling-console-")
+        path = os.path.join(directory, "console.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            listener.bind(path)
+            listener.listen(1)
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                created = self.runtime.create(
+                    container_id, bundle, monitor=False, console_socket=path,
+                    stdio=(null, null, null),
+                )  # fmt: skip
+            finally:
+                os.close(null)
+            try:
+                # The runtime connected before it forked and init has sent the
+                # master by the time create returns: no waiting here.
+                master = receive_console(listener, CONSOLE_WAIT_SECONDS)
+            except OSError as e:
+                self.runtime.delete(container_id, force=True)
+                raise SupervisorError(f"create {container_id}: no terminal: {e}") from None
+        finally:
+            listener.close()
+            shutil.rmtree(directory, ignore_errors=True)
+        return created, master
 
     def start(self, args: Args, reply: Reply) -> None:
         container = self.get(args.text("id"), "start")
@@ -341,6 +417,7 @@ class ContainerManager:
             return
         for pipe in container.pipes:
             pipe.drain()
+        container.detach_all()
         if container.stdin is not None:
             container.stdin.close()
         known = status is not None
@@ -422,6 +499,7 @@ class ContainerManager:
         if container.stop_timer is not None:
             container.stop_timer.cancel()
         _close_io(container)
+        container.detach_all()
         for waiter in container.waiters:
             waiter()
         container.waiters.clear()
@@ -457,6 +535,45 @@ class ContainerManager:
         if container.record.status is Status.STOPPED:
             raise InvalidState(f"{what}: container is stopped")
         container.stdin.write(data, close=close, what=what)
+        reply.ok()
+
+    def attach(self, args: Args, reply: Reply) -> None:
+        """Copy the container's output to the client's pipes and its stdin into the
+        container's until the container exits or the client leaves (cri.supervisor.attach)."""
+        container = self.get(args.text("id"), "attach")
+        what = f"attach {container.id}"
+        wanted = [args.flag(name, False) for name in ("stdin", "stdout", "stderr")]
+        if len(args.fds) != sum(wanted):
+            raise InvalidArgument(f"{what}: {sum(wanted)} file descriptors expected")
+        if container.record.status is not Status.RUNNING:
+            raise InvalidState(f"{what}: container is {container.record.status.value}")
+        if container.log is None:
+            raise InvalidState(f"{what}: output not captured since the supervisor restarted")
+        given = iter(args.fds)
+        stdin, stdout, stderr = (next(given) if flag else -1 for flag in wanted)
+        if stdin >= 0 and container.stdin is None:
+            stdin = -1  # the container has no stdin: the client's is not read
+        args.fds = [fd for fd in args.fds if fd != -1 and fd not in (stdin, stdout, stderr)]
+        attachment = Attachment(
+            reactor=self.reactor, reply=reply, container_stdin=container.stdin,
+            stdin=stdin, stdout=stdout, stderr=stderr,
+            stdin_once=args.flag("stdin_once", False),
+            on_finish=container.attachments.remove,
+        )  # fmt: skip
+        container.attachments.append(attachment)
+        if stdin < 0 and stdout < 0 and stderr < 0:
+            attachment.finish()
+
+    def resize(self, args: Args, reply: Reply) -> None:
+        """Set the size of the container's terminal (an attached client's window)."""
+        container = self.get(args.text("id"), "resize")
+        width, height = args.integer("width"), args.integer("height")
+        what = f"resize {container.id}"
+        if container.terminal < 0:
+            raise InvalidState(f"{what}: container has no terminal")
+        if not (0 < width < 65536 and 0 < height < 65536):
+            raise InvalidArgument(f"{what}: {width}x{height} is not a terminal size")
+        set_window_size(container.terminal, width, height)
         reply.ok()
 
     # -- re-adoption ---------------------------------------------------------------
@@ -537,6 +654,17 @@ class ContainerManager:
             _close_io(container)
 
 
+def _wants_terminal(bundle: str) -> bool:
+    """Whether the bundle's process asks for a terminal (config.json process.terminal);
+    an unreadable config is left for the runtime to report."""
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            config = json.load(f)
+        return bool((config.get("process") or {}).get("terminal"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _close_io(container: Container) -> None:
     """Flush what the container wrote to its log, then close its pipes and log."""
     for pipe in container.pipes:
@@ -544,5 +672,8 @@ def _close_io(container: Container) -> None:
         pipe.close()
     if container.stdin is not None:
         container.stdin.close()
+    if container.terminal >= 0:
+        os.close(container.terminal)
+        container.terminal = -1
     if container.log is not None:
         container.log.close()

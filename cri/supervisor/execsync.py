@@ -1,4 +1,5 @@
-"""ExecSync: run a command in a running container and capture its output.
+"""ExecSync and Exec: run a command in a running container, its output captured
+(exec_sync) or on descriptors the caller passed (exec, the streaming Exec).
 
 `Runtime.exec` runs the command with the caller's stdin/stdout/stderr and, in the
 foreground, waits for it as a child subreaper. So each command gets a *helper*
@@ -18,6 +19,11 @@ to the helper; the answer then says `timed_out`, with the exit code the kill gav
 and the output read so far. Output is read until the helper has exited (by then the
 command has); what processes the command left behind write later is not waited for.
 Each stream keeps at most `MAX_OUTPUT` bytes; the rest is read and dropped.
+
+`exec` forks the same helper with the three descriptors the request carried (the
+CRI server's pipes) on fds 0-2, or, for a terminal, /dev/null there and the console
+socket the runtime sends the pty master to; it answers the exit code when the
+helper has exited. It has no timeout: the client ends it by ending the command.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import signal
 from typing import Any, NoReturn
 
 from cri.supervisor.containers import ContainerManager, exit_code
-from cri.supervisor.errors import InvalidArgument, InvalidState, error_from_wire
+from cri.supervisor.errors import InvalidArgument, InvalidState, SupervisorError, error_from_wire
 from cri.supervisor.protocol import Args, ExecResult, Status
 from cri.supervisor.reactor import ChildWatcher, Reactor, Timer
 from cri.supervisor.server import Handler, Reply, translate
@@ -141,12 +147,7 @@ class ExecJob:
             pass
         code = exit_code(status)
         if error and not self.timed_out:
-            try:
-                reported = json.loads(error)
-                failure = error_from_wire(str(reported["kind"]), str(reported["message"]))
-            except (ValueError, KeyError, TypeError):
-                failure = error_from_wire("internal", error.decode(errors="replace"))
-            self.reply.fail(failure)
+            self.reply.fail(_reported_error(error))
             return
         result = ExecResult(code, bytes(self.stdout), bytes(self.stderr), self.timed_out)
         self.reply.ok(result.to_wire())
@@ -173,7 +174,7 @@ class ExecRunner:
         importlib.import_module("runtime.exec")
 
     def handlers(self) -> dict[str, Handler]:
-        return {"exec_sync": self.exec_sync}
+        return {"exec_sync": self.exec_sync, "exec": self.exec}
 
     def process(self, container_id: str, args: list[str], env: list[str]) -> dict[str, Any]:
         """The container's process with other args (and env added), as containerd
@@ -186,41 +187,117 @@ class ExecRunner:
         process.pop("consoleSize", None)
         return process
 
-    def exec_sync(self, args: Args, reply: Reply) -> None:
-        container = self.containers.get(args.text("id"), "exec_sync")
+    def _running(self, args: Args, op: str) -> tuple[str, list[str], list[str]]:
+        container = self.containers.get(args.text("id"), op)
         command = args.strings("args")
         env = args.strings("env", [])
-        timeout = args.number("timeout", 0.0) or 0.0
-        what = f"exec_sync {container.id}"
         if not command:
-            raise InvalidArgument(f"{what}: field 'args' is empty")
+            raise InvalidArgument(f"{op} {container.id}: field 'args' is empty")
         if container.record.status is not Status.RUNNING:
-            raise InvalidState(f"{what}: container is {container.record.status.value}")
-        process = self.process(container.id, command, env)
+            raise InvalidState(f"{op} {container.id}: container is {container.record.status.value}")
+        return container.id, command, env
+
+    def _spawn(
+        self,
+        container_id: str,
+        process: dict[str, Any],
+        stdio: tuple[int, int, int],
+        *,
+        pid_file: str,
+        console_socket: str = "",
+        op: str,
+    ) -> tuple[int, int]:
+        """Fork the helper that runs `process` with `stdio` on its fds 0-2; returns
+        (its pid, the read end of its error pipe)."""
+        error_read, error_write = os.pipe()
+        try:
+            pid = os.fork()
+        except BaseException:
+            os.close(error_read)
+            os.close(error_write)
+            raise
+        if pid == 0:
+            _helper(
+                self.runtime, container_id, process, pid_file, stdio, error_write,
+                console_socket=console_socket, op=op,
+            )  # fmt: skip
+        os.close(error_write)
+        return pid, error_read
+
+    def exec_sync(self, args: Args, reply: Reply) -> None:
+        container_id, command, env = self._running(args, "exec_sync")
+        timeout = args.number("timeout", 0.0) or 0.0
+        process = self.process(container_id, command, env)
         pid_file = os.path.join(self.work_dir, f"exec-{next(self._sequence)}.pid")
         fds: list[int] = []
         try:
-            for _ in range(3):
+            fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+            for _ in range(2):
                 fds.extend(os.pipe())
-            out_read, out_write, err_read, err_write, error_read, error_write = fds
-            pid = os.fork()
+            null, out_read, out_write, err_read, err_write = fds
+            pid, error_read = self._spawn(
+                container_id, process, (null, out_write, err_write), pid_file=pid_file,
+                op="exec_sync",
+            )  # fmt: skip
         except BaseException:
             for fd in fds:
                 os.close(fd)
             raise
-        if pid == 0:
-            _helper(
-                self.runtime, container.id, process, pid_file, out_write, err_write, error_write
-            )
-        for fd in (out_write, err_write, error_write):
+        for fd in (null, out_write, err_write):
             os.close(fd)
         job = ExecJob(
-            reactor=self.reactor, reply=reply, container_id=container.id, helper_pid=pid,
+            reactor=self.reactor, reply=reply, container_id=container_id, helper_pid=pid,
             pid_file=pid_file, stdout_fd=out_read, stderr_fd=err_read, error_fd=error_read,
         )  # fmt: skip
         self.children.watch(pid, job.finish)
         if timeout > 0:
             job.timer = self.reactor.call_later(timeout, job.expire)
+
+    def exec(self, args: Args, reply: Reply) -> None:
+        """A command with the caller's descriptors as its stdio (the streaming Exec),
+        or a terminal through the console socket; answers its exit code once it ends."""
+        container_id, command, env = self._running(args, "exec")
+        tty = args.flag("tty", False)
+        console_socket = args.text("console_socket", "")
+        if len(args.fds) != 3:
+            raise InvalidArgument(f"exec {container_id}: 3 file descriptors expected")
+        if tty and not console_socket:
+            raise InvalidArgument(f"exec {container_id}: a terminal needs a console socket")
+        process = self.process(container_id, command, env)
+        process["terminal"] = tty
+        pid_file = os.path.join(self.work_dir, f"exec-{next(self._sequence)}.pid")
+        stdin, stdout, stderr = args.fds
+        pid, error_read = self._spawn(
+            container_id, process, (stdin, stdout, stderr), pid_file=pid_file,
+            console_socket=console_socket, op="exec",
+        )  # fmt: skip
+
+        def finish(status: int) -> None:
+            os.set_blocking(error_read, False)
+            try:
+                error = os.read(error_read, 65536)
+            except OSError:
+                error = b""
+            os.close(error_read)
+            try:
+                os.unlink(pid_file)
+            except FileNotFoundError:
+                pass
+            if error:
+                reply.fail(_reported_error(error))
+            else:
+                reply.ok({"exit_code": exit_code(status)})
+
+        self.children.watch(pid, finish)
+
+
+def _reported_error(error: bytes) -> SupervisorError:
+    """The error a helper wrote on its error pipe."""
+    try:
+        reported = json.loads(error)
+        return error_from_wire(str(reported["kind"]), str(reported["message"]))
+    except (ValueError, KeyError, TypeError):
+        return error_from_wire("internal", error.decode(errors="replace"))
 
 
 def _helper(
@@ -228,27 +305,28 @@ def _helper(
     container_id: str,
     process: dict[str, Any],
     pid_file: str,
-    stdout: int,
-    stderr: int,
+    stdio: tuple[int, int, int],
     error: int,
+    *,
+    console_socket: str,
+    op: str,
 ) -> NoReturn:
     """The forked helper: never returns into the supervisor's code."""
     try:
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
-        null = os.open(os.devnull, os.O_RDONLY)
         # Moved out of the way first: any of them may sit on a target fd.
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (null, stdout, stderr, error, 2)]
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (*stdio, error, 2)]
         for target, fd in enumerate(high):
             os.dup2(fd, target)
         os.closerange(5, os.sysconf("SC_OPEN_MAX"))
         runtime_log.configure(path="/proc/self/fd/4")
-        code = runtime.exec(container_id, process, pid_file=pid_file)
+        code = runtime.exec(container_id, process, pid_file=pid_file, console_socket=console_socket)
     except BaseException as e:
         try:
             failure = translate(e)
-            message = {"kind": failure.kind, "message": f"exec_sync {container_id}: {failure}"}
+            message = {"kind": failure.kind, "message": f"{op} {container_id}: {failure}"}
             os.write(3, json.dumps(message).encode())
         finally:
             os._exit(HELPER_FAILED)

@@ -13,6 +13,9 @@ Supervisor -> client, one response per request, carrying the request's id:
     {"id": 7, "ok": true, "result": {...}}
     {"id": 7, "ok": false, "error": {"kind": "not_found", "message": "start c1: ..."}}
 
+A request may carry file descriptors (SCM_RIGHTS, sent with the request's line):
+its `"fds": n` argument says how many belong to it, in the order they were sent.
+
 Error kinds are those of `cri.supervisor.errors` (not_found, already_exists,
 invalid_state, invalid_argument, internal). A connection may carry several requests;
 responses can come back out of order (`stop`, `wait` and `exec_sync` answer when the
@@ -24,6 +27,8 @@ Operations and their arguments (`ContainerInfo` is the result of `state`, below)
 
     ping        {}                                -> {"pid", "version", "containers"}
     create      {"id", "bundle", "log_path": "", "stdin": false}   -> ContainerInfo
+                (when config.json's process.terminal is set, the container gets a
+                pty: its output is logged as stdout, its stdin is the pty's input)
     start       {"id"}                            -> ContainerInfo
     kill        {"id", "signal": 15, "all": false} -> {}
     stop        {"id", "timeout": 10.0, "signal": 15}
@@ -38,6 +43,19 @@ Operations and their arguments (`ContainerInfo` is the result of `state`, below)
     stdin       {"id", "data": base64, "close": false}  -> {} (created with stdin)
     exec_sync   {"id", "args": [...], "env": [...], "timeout": 0 (none)}
                 -> {"exit_code", "stdout": base64, "stderr": base64, "timed_out"}
+    exec        {"id", "args": [...], "env": [...], "tty": false, "console_socket": "",
+                 "fds": 3}  with three fds passed along: the command's stdin, stdout
+                and stderr (a tty command gets its terminal through the console
+                socket instead) -> {"exit_code"}, once the command has ended
+    attach      {"id", "stdin": false, "stdout": true, "stderr": true,
+                 "stdin_once": false, "fds": n}  with one fd passed for each stream
+                asked for, in that order (stdin: a read end the supervisor copies into
+                the container's stdin; stdout, stderr: write ends it copies the
+                container's output to, besides its log) -> {} once the container
+                has exited or the client went away (its pipes broke or, attached to
+                stdin only, its stdin ended). A container with a terminal has one
+                output stream: attach it as stdout.
+    resize      {"id", "width", "height"}          -> {} (a container with a terminal)
     subscribe   {}                                -> {} then, on the same connection,
                 one event per line until the client closes it:
                 {"event": "created|started|exited|deleted", "id", "pid",
@@ -69,7 +87,7 @@ MAX_LINE = 64 * 1024 * 1024
 OPS = frozenset(
     {
         "ping", "create", "start", "kill", "stop", "wait", "delete", "state", "list",
-        "reopen_log", "stdin", "exec_sync", "subscribe",
+        "reopen_log", "stdin", "exec_sync", "exec", "attach", "resize", "subscribe",
     }
 )  # fmt: skip
 
@@ -152,13 +170,15 @@ _MISSING: Any = object()
 
 class Args:
     """A request's arguments, read with a type check each: a wrong or missing field is
-    an `InvalidArgument` naming the operation and the field."""
+    an `InvalidArgument` naming the operation and the field. `fds` are the file
+    descriptors the request carried; the handler owns them (closes or keeps them)."""
 
-    __slots__ = ("op", "values")
+    __slots__ = ("fds", "op", "values")
 
-    def __init__(self, op: str, values: dict[str, Any]) -> None:
+    def __init__(self, op: str, values: dict[str, Any], fds: list[int] | None = None) -> None:
         self.op = op
         self.values = values
+        self.fds = fds if fds is not None else []
 
     def _get(self, name: str, default: Any, types: tuple[type, ...], what: str) -> Any:
         value = self.values.get(name, _MISSING)

@@ -6,13 +6,16 @@ Everything is non-blocking and runs on the reactor's thread. A handler gets the
 request's `Args` and a `Reply`, and either answers at once or keeps the `Reply` and
 answers later (stop, wait, exec_sync); an exception it raises becomes the error
 response, translated here from the runtime's errors to the supervisor's kinds.
-A reply to a connection that has gone away is dropped. A subscriber that stops
+A reply to a connection that has gone away is dropped. Descriptors a request
+carries are the handler's to keep (it removes them from `Args.fds`); the rest are
+closed once it returns. A subscriber that stops
 reading (more than `MAX_SUBSCRIBER_BACKLOG` unsent bytes) is disconnected.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_SUBSCRIBER_BACKLOG = 4 * 1024 * 1024
 _RECV_SIZE = 256 * 1024
+MAX_FDS_PER_READ = 16
 
 
 def translate(error: BaseException) -> SupervisorError:
@@ -79,7 +83,7 @@ Handler = Callable[[Args, Reply], None]
 
 
 class Connection:
-    __slots__ = ("_inbox", "_outbox", "_server", "closed", "fd", "sock", "subscribed")
+    __slots__ = ("_fds", "_inbox", "_outbox", "_server", "closed", "fd", "sock", "subscribed")
 
     def __init__(self, server: Server, sock: socket.socket) -> None:
         self._server = server
@@ -87,16 +91,21 @@ class Connection:
         self.fd = sock.fileno()
         self._inbox = bytearray()
         self._outbox = bytearray()
+        # Descriptors received and not yet claimed by a request, in arrival order.
+        self._fds: list[int] = []
         self.subscribed = False
         self.closed = False
 
     def on_readable(self) -> None:
         try:
-            data = self.sock.recv(_RECV_SIZE)
+            data, fds, _, _ = socket.recv_fds(
+                self.sock, _RECV_SIZE, MAX_FDS_PER_READ, socket.MSG_CMSG_CLOEXEC
+            )
         except BlockingIOError:
             return
         except OSError:
-            data = b""
+            data, fds = b"", []
+        self._fds.extend(fds)
         if not data:
             self.close()
             return
@@ -137,6 +146,14 @@ class Connection:
         else:
             self._server.reactor.remove_writer(self.fd)
 
+    def take_fds(self, count: int) -> list[int]:
+        """The next `count` received descriptors (they arrive with the first byte of
+        the line that claims them, so they are here when it is dispatched)."""
+        if count < 0 or count > len(self._fds):
+            raise InvalidArgument(f"{count} file descriptors claimed, {len(self._fds)} received")
+        taken, self._fds = self._fds[:count], self._fds[count:]
+        return taken
+
     def close(self) -> None:
         if self.closed:
             return
@@ -144,6 +161,9 @@ class Connection:
         self._server.reactor.remove(self.fd)
         self._server.forget(self)
         self.sock.close()
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
 
 
 class Server:
@@ -183,14 +203,25 @@ class Server:
             connection.send(protocol.response_error(0, e))
             return
         reply = Reply(connection, request.id)
-        handler = self._handlers.get(request.op)
-        if handler is None:
-            reply.fail(InvalidArgument(f"{request.op}: not supported by this supervisor"))
-            return
+        args = request.args
         try:
-            handler(request.args, reply)
+            claimed = args.integer("fds", 0)
+            args.fds = connection.take_fds(claimed)
+        except SupervisorError as e:
+            reply.fail(e)
+            return
+        handler = self._handlers.get(request.op)
+        try:
+            if handler is None:
+                raise InvalidArgument(f"{request.op}: not supported by this supervisor")
+            handler(args, reply)
         except Exception as e:
             reply.fail(e)
+        finally:
+            # A handler that keeps a descriptor takes it out of args.fds.
+            for fd in args.fds:
+                os.close(fd)
+            args.fds = []
 
     def _subscribe(self, _args: Args, reply: Reply) -> None:
         reply.ok()

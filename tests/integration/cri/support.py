@@ -24,6 +24,7 @@ from cri.network import NetworkConfig
 from cri.node import Node, open_node
 from cri.runtime_service import RuntimeService
 from cri.server import build_server
+from cri.streaming.server import StreamingServer
 from images.store import ImageStore
 from tests.integration.runtime.support import alive as alive
 from tests.integration.runtime.support import wait_for as _wait_for
@@ -97,14 +98,17 @@ class Cri:
     node: Node | None = None
     server: grpc.Server | None = None
     service: RuntimeService | None = None
+    streaming: StreamingServer | None = None
     channel: grpc.Channel | None = None
     runtime: Any = None
     image_service: Any = None
 
     def start(self) -> None:
         self.node = open_node(self.state, self.images, self.network)
+        self.streaming = StreamingServer("127.0.0.1:0")
+        self.streaming.start()
         self.server, self.service = build_server(
-            self.socket, self.images, node=self.node, workers=8
+            self.socket, self.images, node=self.node, streaming=self.streaming, workers=8
         )
         self.channel = grpc.insecure_channel(f"unix://{self.socket}")
         self.runtime = api_pb2_grpc.RuntimeServiceStub(self.channel)
@@ -117,7 +121,9 @@ class Cri:
             self.channel.close()
         if self.server is not None:
             self.server.stop(grace=None).wait()
-        self.channel = self.server = self.service = None
+        if self.streaming is not None:
+            self.streaming.stop()
+        self.channel = self.server = self.service = self.streaming = None
 
     def pull(self) -> str:
         request = api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=self.image))

@@ -6,6 +6,7 @@ one client, malformed input, events, peers that go away)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -80,9 +81,14 @@ def harness() -> Iterator[Harness]:
     def big(args: Args, reply: Reply) -> None:
         reply.ok({"data": "x" * args.integer("size")})
 
+    def write_to_fds(args: Args, reply: Reply) -> None:
+        for fd in args.fds:
+            os.write(fd, b"via fd")
+        reply.ok({"fds": len(args.fds)})
+
     handlers = {
         "start": echo, "state": not_found, "create": bad_spec, "kill": invalid_state,
-        "delete": crash, "wait": later, "list": big,
+        "delete": crash, "wait": later, "list": big, "exec": write_to_fds,
     }  # fmt: skip
     server = Server(reactor, listen(socket_path), handlers)
     harness = Harness(reactor, server, socket_path, SupervisorClient(socket_path, timeout=10))
@@ -122,6 +128,24 @@ def test_runtime_errors_arrive_typed(
         harness.client.call(op, {"id": "c9"})
     assert type(raised.value) is error
     assert str(raised.value) == message
+
+
+def test_descriptors_travel_with_a_request_and_are_closed_after(harness: Harness):
+    pipes = [os.pipe(), os.pipe()]
+    result = harness.client.call("exec", {}, fds=[write for _, write in pipes])
+    assert result == {"fds": 2}
+    for read, write in pipes:
+        os.close(write)
+        # The supervisor's copy is closed too: the pipe ends after what it wrote.
+        assert os.read(read, 100) == b"via fd"
+        assert os.read(read, 100) == b""
+        os.close(read)
+
+
+def test_claiming_descriptors_not_sent_is_refused(harness: Harness):
+    with pytest.raises(InvalidArgument, match="2 file descriptors claimed, 0 received"):
+        harness.client.call("exec", {"fds": 2})
+    assert harness.client.call("exec") == {"fds": 0}
 
 
 def test_the_server_keeps_serving_after_errors(harness: Harness):
