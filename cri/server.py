@@ -2,7 +2,8 @@
 
     kubeling cri [--socket /run/kubeling/kubeling.sock] [--images-root DIR]
                  [--registries FILE] [--state-dir DIR] [--pod-cidr CIDR]
-                 [--bridge NAME] [--sandbox-image REF] [--streaming-address HOST:PORT]
+                 [--bridge NAME] [--chain-prefix KUBELING] [--veth-prefix veth]
+                 [--netns-dir DIR] [--sandbox-image REF] [--streaming-address HOST:PORT]
                  [--log-level info]
 
 Serves runtime.v1.RuntimeService and runtime.v1.ImageService (cri.api) from one
@@ -81,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
     parser.add_argument("--pod-cidr", default="10.85.0.0/16")
     parser.add_argument("--bridge", default="kubeling0")
+    # Two CRI servers on one host need their own chains, veth names and netns files.
+    parser.add_argument("--chain-prefix", default="KUBELING", help="iptables chains PREFIX-*")
+    parser.add_argument("--veth-prefix", default="veth", help="host-side veth names")
+    parser.add_argument("--netns-dir", default="/run/kubeling/netns")
     parser.add_argument("--sandbox-image", default=DEFAULT_SANDBOX_IMAGE)
     parser.add_argument("--streaming-address", default=DEFAULT_STREAMING_ADDRESS,
                         help="host:port of the Exec/Attach/PortForward server")  # fmt: skip
@@ -99,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = Path(args.state_dir)
     try:
         network = NetworkConfig(
-            bridge=args.bridge, pod_cidr=args.pod_cidr, state_dir=state_dir / "network"
-        )
+            bridge=args.bridge, pod_cidr=args.pod_cidr, state_dir=state_dir / "network",
+            chain_prefix=args.chain_prefix, veth_prefix=args.veth_prefix,
+            netns_dir=Path(args.netns_dir),
+        )  # fmt: skip
         node = open_node(state_dir, store, network, sandbox_image=args.sandbox_image)
     except Exception as e:
         sys.stderr.write(f"kubeling cri: {e}\n")
