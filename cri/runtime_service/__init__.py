@@ -2,10 +2,11 @@
 
 Implemented so far: Version, Status, RuntimeConfig, UpdateRuntimeConfig, the pod
 sandbox family (RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus,
-ListPodSandbox: sandbox.py), the container family (CreateContainer,
-StartContainer, StopContainer, RemoveContainer, ListContainers, ContainerStatus,
-ExecSync, ReopenContainerLog, ContainerStats, ListContainerStats: containers.py),
-UpdateContainerResources (container_update.py), PodSandboxStats and
+ListPodSandbox: sandbox.py), the container family (StartContainer, StopContainer,
+RemoveContainer: containers.py; CreateContainer: container_create.py; ContainerStatus,
+ListContainers: container_status.py; ContainerStats, ListContainerStats:
+container_stats.py; ExecSync, ReopenContainerLog: container_exec.py;
+UpdateContainerResources: container_update.py), PodSandboxStats and
 ListPodSandboxStats (sandbox_stats.py) and GetContainerEvents (events.py), when the
 service is given a `Node`, and Exec, Attach and PortForward (streaming.py) when it
 is also given a streaming server. The RPCs not served answer UNIMPLEMENTED (the generated
@@ -27,6 +28,10 @@ import grpc
 from cri.api import api_pb2, api_pb2_grpc
 from cri.errors import InvalidArgument, Unimplemented, rpc, rpc_stream
 from cri.node import Node
+from cri.runtime_service.container_create import create_container
+from cri.runtime_service.container_exec import exec_sync, reopen_container_log
+from cri.runtime_service.container_stats import container_stats, list_container_stats
+from cri.runtime_service.container_status import container_status, list_containers
 from cri.runtime_service.container_update import update_resources
 from cri.runtime_service.containers import Containers
 from cri.runtime_service.events import ContainerEvents
@@ -133,7 +138,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         for container in listed:
             with contextlib.suppress(NotFound):
                 request = api_pb2.ContainerStatusRequest(container_id=container.id)
-                statuses.append(self._containers.status(request).status)
+                statuses.append(container_status(self._containers, request).status)
         return statuses
 
     @rpc
@@ -229,14 +234,14 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     ) -> api_pb2.ListPodSandboxResponse:
         return self.sandboxes(context).list(request)
 
-    # -- containers (containers.py) -------------------------------------------------------
+    # -- containers (containers.py, container_*.py) ---------------------------------------
 
     @rpc
     def CreateContainer(
         self, request: api_pb2.CreateContainerRequest, context: grpc.ServicerContext
     ) -> api_pb2.CreateContainerResponse:
         return api_pb2.CreateContainerResponse(
-            container_id=self.containers(context).create(request)
+            container_id=create_container(self.containers(context), request)
         )
 
     @rpc
@@ -264,25 +269,25 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ListContainers(
         self, request: api_pb2.ListContainersRequest, context: grpc.ServicerContext
     ) -> api_pb2.ListContainersResponse:
-        return self.containers(context).list(request)
+        return list_containers(self.containers(context), request)
 
     @rpc
     def ContainerStatus(
         self, request: api_pb2.ContainerStatusRequest, context: grpc.ServicerContext
     ) -> api_pb2.ContainerStatusResponse:
-        return self.containers(context).status(request)
+        return container_status(self.containers(context), request)
 
     @rpc
     def ExecSync(
         self, request: api_pb2.ExecSyncRequest, context: grpc.ServicerContext
     ) -> api_pb2.ExecSyncResponse:
-        return self.containers(context).exec_sync(request)
+        return exec_sync(self.containers(context), request)
 
     @rpc
     def ReopenContainerLog(
         self, request: api_pb2.ReopenContainerLogRequest, context: grpc.ServicerContext
     ) -> api_pb2.ReopenContainerLogResponse:
-        self.containers(context).reopen_log(request.container_id)
+        reopen_container_log(self.containers(context), request.container_id)
         return api_pb2.ReopenContainerLogResponse()
 
     @rpc
@@ -290,14 +295,14 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self, request: api_pb2.ContainerStatsRequest, context: grpc.ServicerContext
     ) -> api_pb2.ContainerStatsResponse:
         return api_pb2.ContainerStatsResponse(
-            stats=self.containers(context).stats(request.container_id)
+            stats=container_stats(self.containers(context), request.container_id)
         )
 
     @rpc
     def ListContainerStats(
         self, request: api_pb2.ListContainerStatsRequest, context: grpc.ServicerContext
     ) -> api_pb2.ListContainerStatsResponse:
-        return self.containers(context).list_stats(request)
+        return list_container_stats(self.containers(context), request)
 
     @rpc
     def UpdateContainerResources(

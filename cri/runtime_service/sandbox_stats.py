@@ -3,7 +3,7 @@
 
 Owns: putting a sandbox's figures together. Doesn't own: reading cgroups
 (runtime.cgroups), interface counters (cri.network, over rtnetlink inside the pod's
-network namespace), the containers' own stats (containers.py).
+network namespace), the containers' own stats (container_stats.py).
 
 Where each figure comes from:
 - cpu, memory and process_count: the pod's cgroup, the sandbox's cgroup_parent (the
@@ -42,7 +42,9 @@ from typing import Any
 from cri.api import api_pb2
 from cri.network import NetworkError
 from cri.node import Node
-from cri.runtime_service.containers import Containers, CpuSamples, memory_usage, spec_cgroup
+from cri.runtime_service.container_stats import list_container_stats
+from cri.runtime_service.containers import Containers, spec_cgroup
+from cri.runtime_service.usage import CpuSamples, memory_usage
 from cri.store import NotFound, SandboxRecord, SandboxState
 from runtime import errors as runtime_errors
 from runtime.cgroups import CgroupError, Manager, open_manager
@@ -101,10 +103,11 @@ class SandboxStats:
         network = self._network(record, timestamp)
         if network is not None:
             linux.network.CopyFrom(network)
-        containers = self.containers.list_stats(
+        containers = list_container_stats(
+            self.containers,
             api_pb2.ListContainerStatsRequest(
                 filter=api_pb2.ContainerStatsFilter(pod_sandbox_id=record.id)
-            )
+            ),
         )
         linux.containers.extend(containers.stats)
         return api_pb2.PodSandboxStats(

@@ -10,7 +10,7 @@ with JSON lines (`cri.supervisor.protocol`) through `SupervisorClient`.
 What it does, single-threaded around one selector (`reactor`):
 - creates containers from OCI bundles with `Runtime.create(monitor=False,
   stdio=pipes)`: no per-container monitor process, the supervisor is the child
-  subreaper of every container's init (`containers`);
+  subreaper of every container's init (`containers`, `creation`);
 - reaps them on SIGCHLD, records each exit with `Runtime.record_exit`, and streams
   exit events to subscribers;
 - copies each container's stdout/stderr to its CRI log file, reopened on request
@@ -18,8 +18,9 @@ What it does, single-threaded around one selector (`reactor`):
 - runs ExecSync commands in forked helpers, output captured, with a timeout, and
   streaming Exec commands on the CRI server's pipes or a pty (`execsync`);
 - copies a running container's output to attached clients and their stdin into it
-  (`attach`);
-- on a restart of the supervisor itself, re-adopts what is on disk (`records`).
+  (`attach`, `stdio`);
+- on a restart of the supervisor itself, re-adopts what is on disk (`records`,
+  `adoption`).
 
 Restart of the supervisor: the normal case is that it is never restarted while
 containers run (it has no reason to: the gRPC server is what gets upgraded or
@@ -27,7 +28,7 @@ crashes). If it is, the new one is no longer the containers' parent: it learns o
 their exits through pidfds, and their exit codes only if the runtime recorded them or
 the zombie is still there to read, else 255. **Their stdout/stderr pipes are lost**:
 output written after the restart is not logged (and the writer gets EPIPE or
-SIGPIPE), and they cannot be attached to. See `containers`. Also, the runtime forks
+SIGPIPE), and they cannot be attached to. See `adoption`. Also, the runtime forks
 without exec, so a container created but not yet started holds copies of the
 supervisor's descriptors (its listening socket among them) until it execs: after a
 supervisor crash, connecting to the socket may succeed with nobody to answer, which

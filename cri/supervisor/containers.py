@@ -1,5 +1,8 @@
-"""The containers the supervisor owns: their lifecycle through `runtime.container.Runtime`,
-their output pipes and log files, their exits, and re-adoption after a restart.
+"""The containers the supervisor owns: their lifecycle through `runtime.container.Runtime`
+and their exits (`ContainerManager`, which holds each as a `Container`, container.py).
+How create has the runtime make one, with pipes or a terminal, is creation.py's; the
+requests on its stdio (reopen_log, stdin, attach, resize) are stdio.py's; taking them
+back after a restart is adoption.py's.
 
 Lifecycle of one container (statuses of `protocol.Status`):
 
@@ -19,34 +22,22 @@ Requests are handled one at a time on the loop's thread; `create`, `start`, `kil
 and `delete` block the loop while the runtime works (tens of milliseconds; a forced
 delete waits up to 10 s for the container to die), which is the price of a single
 thread with no locks. Nothing else may reap children meanwhile (`reactor.ChildWatcher`).
-
-Re-adoption (`adopt_all`, at start): records still "created" or "running" whose init
-lives are watched through a pidfd (we are no longer their parent, so no SIGCHLD and
-no wait status); when it fires, the exit code is the one the runtime recorded if
-any, else the zombie's (read from /proc/<pid>/stat if its new parent has not reaped
-it yet), else unknown (255). Their stdout/stderr pipes died with the old supervisor:
-their output is no longer logged, `reopen_log` and `stdin` refuse, and a container
-that writes to its stdout gets EPIPE (or SIGPIPE). A record still "creating" is an
-interrupted create: the runtime's leftovers are deleted.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import select
-import shutil
 import signal
-import socket
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from cri.supervisor.attach import Attachment
+from cri.supervisor.adoption import adopted_exited
+from cri.supervisor.container import Container
+from cri.supervisor.creation import create_with_pipes, create_with_terminal, wants_terminal
 from cri.supervisor.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -56,27 +47,18 @@ from cri.supervisor.errors import (
 )
 from cri.supervisor.logs import STDERR, STDOUT, LogFile
 from cri.supervisor.pipes import OutputPipe, StdinPipe
-from cri.supervisor.protocol import (
-    UNKNOWN_EXIT_CODE,
-    Args,
-    ContainerInfo,
-    Event,
-    EventKind,
-    Status,
-)
-from cri.supervisor.reactor import ChildWatcher, Reactor, Timer
+from cri.supervisor.protocol import UNKNOWN_EXIT_CODE, Args, Event, EventKind, Status
+from cri.supervisor.reactor import ChildWatcher, Reactor
 from cri.supervisor.records import ContainerRecord, RecordStore
 from cri.supervisor.server import Handler, Reply
 from runtime import errors as runtime_errors
 from runtime import state as runtime_state
 from runtime.container import Runtime
-from runtime.tty import receive_console, set_window_size
 
 log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 128
 KILL_WAIT_SECONDS = 10.0
-CONSOLE_WAIT_SECONDS = 5.0
 
 
 def exit_code(status: int) -> int:
@@ -110,20 +92,6 @@ def validate_id(container_id: str, op: str) -> None:
         raise InvalidArgument(f"{op}: invalid container id {container_id!r}")
 
 
-def zombie_status(pid: int, start_time: int) -> int | None:
-    """The wait status of `pid` if it is a zombie started at `start_time` (field 52 of
-    /proc/<pid>/stat, Linux 3.5 and later), else None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    if len(fields) < 50 or fields[0] != b"Z" or int(fields[19]) != start_time:
-        return None
-    return int(fields[49])
-
-
 def wait_for_exit(pid: int, timeout: float) -> bool:
     """Block until `pid` has exited (it may be a zombie), at most `timeout` seconds."""
     try:
@@ -136,38 +104,6 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
         return bool(poller.poll(timeout * 1000))
     finally:
         os.close(pidfd)
-
-
-@dataclass(eq=False)
-class Container:
-    record: ContainerRecord
-    log: LogFile | None = None
-    pipes: list[OutputPipe] = field(default_factory=list)
-    stdin: StdinPipe | None = None
-    adopted: bool = False
-    pidfd: int = -1
-    stop_timer: Timer | None = None
-    waiters: list[Callable[[], None]] = field(default_factory=list)
-    attachments: list[Attachment] = field(default_factory=list)
-    # The pty master of a container whose process has a terminal (-1: pipes). Its
-    # output (one stream, stdout) is read through a dup of it, its input written to
-    # another.
-    terminal: int = -1
-
-    def output(self, stream: bytes, data: bytes) -> None:
-        for attachment in self.attachments:
-            attachment.output(stream, data)
-
-    def detach_all(self) -> None:
-        for attachment in list(self.attachments):
-            attachment.finish()
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-    def info(self) -> ContainerInfo:
-        return self.record.info(adopted=self.adopted)
 
 
 class ContainerManager:
@@ -197,8 +133,7 @@ class ContainerManager:
         return {
             "create": self.create, "start": self.start, "kill": self.kill,
             "stop": self.stop, "wait": self.wait, "delete": self.delete,
-            "state": self.state, "list": self.list, "reopen_log": self.reopen_log,
-            "stdin": self.write_stdin, "attach": self.attach, "resize": self.resize,
+            "state": self.state, "list": self.list,
         }  # fmt: skip
 
     def get(self, container_id: str, op: str) -> Container:
@@ -231,7 +166,7 @@ class ContainerManager:
             created_at=self._clock(),
         )  # fmt: skip
         self.store.save(record)
-        terminal = _wants_terminal(bundle)
+        terminal = wants_terminal(bundle)
         ours: list[int] = []  # the supervisor's ends, closed if create fails
         try:
             try:
@@ -240,7 +175,7 @@ class ContainerManager:
                 raise SupervisorError(f"{what}: open log {log_path}: {e.strerror}") from None
             try:
                 if terminal:
-                    created, master = self._create_with_terminal(container_id, bundle)
+                    created, master = create_with_terminal(self.runtime, container_id, bundle)
                     ours.append(master)
                     out_read, err_read = os.dup(master), -1
                     ours.append(out_read)
@@ -249,9 +184,10 @@ class ContainerManager:
                         ours.append(in_write)
                 else:
                     master = -1
-                    created, out_read, err_read, in_write = self._create_with_pipes(
-                        container_id, bundle, with_stdin, ours
-                    )
+                    created, out_read, err_read, in_write = create_with_pipes(
+                        self.runtime, container_id, bundle=bundle, with_stdin=with_stdin,
+                        ours=ours,
+                    )  # fmt: skip
             except BaseException:
                 log_file.close()
                 raise
@@ -273,66 +209,11 @@ class ContainerManager:
         if with_stdin:
             container.stdin = StdinPipe(self.reactor, in_write)
         self.containers[container_id] = container
-        self.children.watch(record.pid, lambda status: self._exited(container, status))
+        self.children.watch(record.pid, lambda status: self.exited(container, status))
         self.store.save(record)
         log.info("created container %s (pid %d)", container_id, record.pid)
         self._event(EventKind.CREATED, container)
         reply.ok(container.info().to_wire())
-
-    def _create_with_pipes(
-        self, container_id: str, bundle: str, with_stdin: bool, ours: list[int]
-    ) -> tuple[runtime_state.ContainerState, int, int, int]:
-        """Create with three pipes as stdio; (created, stdout and stderr read ends,
-        stdin write end or -1). Our ends are appended to `ours` as they are made."""
-        out_read, out_write = os.pipe()
-        ours.append(out_read)
-        err_read, err_write = os.pipe()
-        ours.append(err_read)
-        in_write = -1
-        if with_stdin:
-            in_read, in_write = os.pipe()
-            ours.append(in_write)
-        else:
-            in_read = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            created = self.runtime.create(
-                container_id, bundle, monitor=False, stdio=(in_read, out_write, err_write)
-            )
-        finally:
-            for fd in (in_read, out_write, err_write):
-                os.close(fd)
-        return created, out_read, err_read, in_write
-
-    def _create_with_terminal(
-        self, container_id: str, bundle: str
-    ) -> tuple[runtime_state.ContainerState, int]:
-        """Create a container whose process has a terminal: the runtime sends the pty
-        master to a console socket of ours. (created, the master)."""
-        directory = tempfile.mkdtemp(prefix="kubeling-console-")
-        path = os.path.join(directory, "console.sock")
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            listener.bind(path)
-            listener.listen(1)
-            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                created = self.runtime.create(
-                    container_id, bundle, monitor=False, console_socket=path,
-                    stdio=(null, null, null),
-                )  # fmt: skip
-            finally:
-                os.close(null)
-            try:
-                # The runtime connected before it forked and init has sent the
-                # master by the time create returns: no waiting here.
-                master = receive_console(listener, CONSOLE_WAIT_SECONDS)
-            except OSError as e:
-                self.runtime.delete(container_id, force=True)
-                raise SupervisorError(f"create {container_id}: no terminal: {e}") from None
-        finally:
-            listener.close()
-            shutil.rmtree(directory, ignore_errors=True)
-        return created, master
 
     def start(self, args: Args, reply: Reply) -> None:
         container = self.get(args.text("id"), "start")
@@ -410,7 +291,7 @@ class ContainerManager:
 
     # -- exits ---------------------------------------------------------------------
 
-    def _exited(self, container: Container, status: int | None) -> None:
+    def exited(self, container: Container, status: int | None) -> None:
         """Init has been reaped (`status`), or found gone without a status (None)."""
         record = container.record
         if record.status is Status.STOPPED:
@@ -434,7 +315,7 @@ class ContainerManager:
         if container.stop_timer is not None:
             container.stop_timer.cancel()
             container.stop_timer = None
-        self._close_pidfd(container)
+        self.close_pidfd(container)
         self._maybe_close_log(container)
         log.info("container %s exited with %s", record.id, code if known else f"{code} (unknown)")
         self._event(EventKind.EXITED, container, code)
@@ -482,7 +363,7 @@ class ContainerManager:
         if not wait_for_exit(pid, KILL_WAIT_SECONDS):
             log.warning("container %s: init %d still alive after SIGKILL", container.id, pid)
         if container.adopted:
-            self._adopted_exited(container)
+            adopted_exited(self, container)
             return
         try:
             reaped, status = os.waitpid(pid, os.WNOHANG)
@@ -490,15 +371,15 @@ class ContainerManager:
             reaped, status = 0, 0
         if reaped:
             self.children.unwatch(pid)
-            self._exited(container, status)
+            self.exited(container, status)
         # else: the reaper will see it later; the container is discarded by then.
 
     def _discard(self, container: Container) -> None:
         self.children.unwatch(container.record.pid)
-        self._close_pidfd(container)
+        self.close_pidfd(container)
         if container.stop_timer is not None:
             container.stop_timer.cancel()
-        _close_io(container)
+        container.close_io()
         container.detach_all()
         for waiter in container.waiters:
             waiter()
@@ -506,7 +387,7 @@ class ContainerManager:
         self.store.remove(container.id)
         del self.containers[container.id]
 
-    # -- queries and the rest --------------------------------------------------------
+    # -- queries and the end --------------------------------------------------------
 
     def state(self, args: Args, reply: Reply) -> None:
         reply.ok(self.get(args.text("id"), "state").info().to_wire())
@@ -515,133 +396,8 @@ class ContainerManager:
         containers = [c.info().to_wire() for c in self.containers.values()]
         reply.ok({"containers": containers})
 
-    def reopen_log(self, args: Args, reply: Reply) -> None:
-        container = self.get(args.text("id"), "reopen_log")
-        what = f"reopen_log {container.id}"
-        if container.record.status is not Status.RUNNING:
-            raise InvalidState(f"{what}: container is not running")
-        if container.log is None:
-            raise InvalidState(f"{what}: output not captured since the supervisor restarted")
-        container.log.reopen()
-        reply.ok()
-
-    def write_stdin(self, args: Args, reply: Reply) -> None:
-        container = self.get(args.text("id"), "stdin")
-        what = f"stdin {container.id}"
-        data = args.data("data", b"")
-        close = args.flag("close", False)
-        if container.stdin is None:
-            raise InvalidState(f"{what}: container has no stdin")
-        if container.record.status is Status.STOPPED:
-            raise InvalidState(f"{what}: container is stopped")
-        container.stdin.write(data, close=close, what=what)
-        reply.ok()
-
-    def attach(self, args: Args, reply: Reply) -> None:
-        """Copy the container's output to the client's pipes and its stdin into the
-        container's until the container exits or the client leaves (cri.supervisor.attach)."""
-        container = self.get(args.text("id"), "attach")
-        what = f"attach {container.id}"
-        wanted = [args.flag(name, False) for name in ("stdin", "stdout", "stderr")]
-        if len(args.fds) != sum(wanted):
-            raise InvalidArgument(f"{what}: {sum(wanted)} file descriptors expected")
-        if container.record.status is not Status.RUNNING:
-            raise InvalidState(f"{what}: container is {container.record.status.value}")
-        if container.log is None:
-            raise InvalidState(f"{what}: output not captured since the supervisor restarted")
-        given = iter(args.fds)
-        stdin, stdout, stderr = (next(given) if flag else -1 for flag in wanted)
-        if stdin >= 0 and container.stdin is None:
-            stdin = -1  # the container has no stdin: the client's is not read
-        args.fds = [fd for fd in args.fds if fd != -1 and fd not in (stdin, stdout, stderr)]
-        attachment = Attachment(
-            reactor=self.reactor, reply=reply, container_stdin=container.stdin,
-            stdin=stdin, stdout=stdout, stderr=stderr,
-            stdin_once=args.flag("stdin_once", False),
-            on_finish=container.attachments.remove,
-        )  # fmt: skip
-        container.attachments.append(attachment)
-        if stdin < 0 and stdout < 0 and stderr < 0:
-            attachment.finish()
-
-    def resize(self, args: Args, reply: Reply) -> None:
-        """Set the size of the container's terminal (an attached client's window)."""
-        container = self.get(args.text("id"), "resize")
-        width, height = args.integer("width"), args.integer("height")
-        what = f"resize {container.id}"
-        if container.terminal < 0:
-            raise InvalidState(f"{what}: container has no terminal")
-        if not (0 < width < 65536 and 0 < height < 65536):
-            raise InvalidArgument(f"{what}: {width}x{height} is not a terminal size")
-        set_window_size(container.terminal, width, height)
-        reply.ok()
-
-    # -- re-adoption ---------------------------------------------------------------
-
-    def adopt_all(self) -> None:
-        for record in self.store.load_all():
-            try:
-                self._adopt(record)
-            except Exception:
-                log.exception("re-adopt container %s", record.id)
-
-    def _adopt(self, record: ContainerRecord) -> None:
-        if record.status is Status.CREATING:
-            log.warning("container %s: its create was interrupted; removing it", record.id)
-            try:
-                self.runtime.delete(record.id, force=True)
-            except runtime_errors.NotFound:
-                pass
-            self.store.remove(record.id)
-            return
-        container = Container(record, adopted=True)
-        self.containers[record.id] = container
-        if record.status is Status.STOPPED:
-            return
-        try:
-            created = self.runtime.load(record.id)
-        except runtime_errors.NotFound:
-            log.warning("container %s: the runtime no longer knows it", record.id)
-            self._exited(container, None)
-            return
-        try:
-            pidfd = os.pidfd_open(created.pid)
-        except ProcessLookupError:
-            pidfd = -1
-        # Checked after opening the pidfd: it then surely refers to this init.
-        if pidfd >= 0 and not created.init_alive():
-            os.close(pidfd)
-            pidfd = -1
-        if pidfd < 0:
-            self._adopted_exited(container)
-            return
-        container.pidfd = pidfd
-        self.reactor.add_reader(pidfd, lambda: self._adopted_exited(container))
-        if record.status is Status.CREATED and self.runtime.status(created) == "running":
-            record.status = Status.RUNNING
-            self.store.save(record)
-        log.info(
-            "re-adopted container %s (pid %d, %s); its output is no longer captured",
-            record.id, record.pid, record.status.value,
-        )  # fmt: skip
-
-    def _adopted_exited(self, container: Container) -> None:
-        self._close_pidfd(container)
-        status: int | None = None
-        try:
-            created = self.runtime.load(container.id)
-        except runtime_errors.RuntimeFailure:
-            created = None
-        if created is not None:
-            recorded = created.exit_status()
-            if recorded is not None:
-                code, signum = recorded
-                status = signum if signum else code << 8
-            else:
-                status = zombie_status(created.pid, created.record["init_start_time"])
-        self._exited(container, status)
-
-    def _close_pidfd(self, container: Container) -> None:
+    def close_pidfd(self, container: Container) -> None:
+        """Stop watching the pidfd of a re-adopted container, and close it."""
         if container.pidfd >= 0:
             self.reactor.remove(container.pidfd)
             os.close(container.pidfd)
@@ -650,30 +406,5 @@ class ContainerManager:
     def close(self) -> None:
         """Let go of every container (they keep running): the supervisor exits."""
         for container in self.containers.values():
-            self._close_pidfd(container)
-            _close_io(container)
-
-
-def _wants_terminal(bundle: str) -> bool:
-    """Whether the bundle's process asks for a terminal (config.json process.terminal);
-    an unreadable config is left for the runtime to report."""
-    try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
-            config = json.load(f)
-        return bool((config.get("process") or {}).get("terminal"))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _close_io(container: Container) -> None:
-    """Flush what the container wrote to its log, then close its pipes and log."""
-    for pipe in container.pipes:
-        pipe.drain()
-        pipe.close()
-    if container.stdin is not None:
-        container.stdin.close()
-    if container.terminal >= 0:
-        os.close(container.terminal)
-        container.terminal = -1
-    if container.log is not None:
-        container.log.close()
+            self.close_pidfd(container)
+            container.close_io()

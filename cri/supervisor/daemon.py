@@ -9,7 +9,7 @@ child is ready (0) or has failed (1, the reason on stderr), so whoever spawned i
 waits for a short-lived process and the supervisor itself is re-parented to init.
 
 SIGTERM or SIGINT stop the loop: the socket is removed and the containers keep
-running (their output is no longer captured; see `cri.supervisor.containers`).
+running (their output is no longer captured; see `cri.supervisor.adoption`).
 
 State directory:
 
@@ -33,6 +33,7 @@ import socket
 import sys
 from collections.abc import Callable
 
+from cri.supervisor.adoption import adopt_all
 from cri.supervisor.client import PID_FILE_NAME, SOCKET_NAME
 from cri.supervisor.containers import ContainerManager
 from cri.supervisor.errors import SupervisorError
@@ -41,6 +42,7 @@ from cri.supervisor.protocol import PROTOCOL_VERSION, Args, Event
 from cri.supervisor.reactor import ChildWatcher, Reactor
 from cri.supervisor.records import RecordStore
 from cri.supervisor.server import Reply, Server
+from cri.supervisor.stdio import ContainerStdio
 from runtime.container import Runtime
 
 log = logging.getLogger(__name__)
@@ -88,8 +90,8 @@ def listen(path: str) -> socket.socket:
 
 
 class Supervisor:
-    """Wires the reactor, the runtime, the container manager, ExecSync and the
-    socket together."""
+    """Wires the reactor, the runtime, the container manager, the containers' stdio,
+    ExecSync and the socket together."""
 
     def __init__(self, state_dir: str, *, runtime_root: str = "") -> None:
         self.state_dir = os.path.abspath(state_dir)
@@ -102,6 +104,7 @@ class Supervisor:
             runtime=self.runtime, store=RecordStore(os.path.join(self.state_dir, "containers")),
             reactor=self.reactor, children=self.children, publish=self._publish,
         )  # fmt: skip
+        self.stdio = ContainerStdio(containers=self.containers, reactor=self.reactor)
         self.execs = ExecRunner(
             runtime=self.runtime, reactor=self.reactor, children=self.children,
             containers=self.containers, work_dir=os.path.join(self.state_dir, "exec"),
@@ -113,8 +116,11 @@ class Supervisor:
         self.reactor.handle_signals(
             (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP), self._wakeup
         )
-        self.containers.adopt_all()
-        handlers = {"ping": self._ping, **self.containers.handlers(), **self.execs.handlers()}
+        adopt_all(self.containers)
+        handlers = {
+            "ping": self._ping, **self.containers.handlers(), **self.stdio.handlers(),
+            **self.execs.handlers(),
+        }  # fmt: skip
         self.server = Server(self.reactor, listen(self.socket_path), handlers)
         log.info("supervisor %d listening on %s", os.getpid(), self.socket_path)
 

@@ -1,6 +1,6 @@
-"""The pure steps of cri/runtime_service/containers.py: stop signals, device stat,
-image refs and the metadata check (the RPCs themselves are in
-tests/integration/cri/test_containers.py)."""
+"""The pure steps of cri/runtime_service/containers.py (stop signals) and
+container_create.py (device stat, image refs and the metadata check); the RPCs
+themselves are in tests/integration/cri/test_containers.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 
 from cri.api import api_pb2
 from cri.errors import InvalidArgument
-from cri.runtime_service.containers import check_metadata, image_ref, parse_signal, stat_device
+from cri.runtime_service.container_create import check_metadata, image_ref, stat_device
+from cri.runtime_service.containers import parse_signal
 
 
 @pytest.mark.parametrize(

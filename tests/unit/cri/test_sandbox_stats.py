@@ -1,11 +1,11 @@
 """The pure steps of sandbox stats: adding up several cgroups' figures
 (cri/runtime_service/sandbox_stats.py) and CPU rates from successive samples
-(containers.py CpuSamples); the RPCs are in tests/integration/cri/test_sandbox_stats.py."""
+(usage.py CpuSamples); the RPCs are in tests/integration/cri/test_sandbox_stats.py."""
 
 from __future__ import annotations
 
-from cri.runtime_service.containers import CpuSamples
 from cri.runtime_service.sandbox_stats import sum_stats
+from cri.runtime_service.usage import CpuSamples
 from runtime.cgroups.stats import CgroupStats, CpuStats, MemoryStats, PidsStats
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 
@@ -30,6 +31,15 @@ def pair() -> Iterator[tuple[Session, Session, list[Stream]]]:
         thread.join(5)
 
 
+def accepted_streams(accepted: list[Stream], count: int) -> list[Stream]:
+    """The server hands a stream over right after replying to it: wait for it."""
+    deadline = time.monotonic() + 5
+    while len(accepted) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(accepted) >= count
+    return accepted
+
+
 def test_dictionary_is_the_spdy3_one() -> None:
     # Its Adler-32 is the dictionary id a SPDY/3 peer's zlib stream names.
     assert len(spdy.DICTIONARY) == 1423
@@ -50,7 +60,7 @@ def test_streams_carry_data_both_ways_and_half_close(
     # Several streams: the header compression context spans the session.
     first = client.open_stream({"streamType": "error"})
     second = client.open_stream({"streamType": "stdin", "X-Extra": "1"})
-    assert [s.headers for s in accepted] == [
+    assert [s.headers for s in accepted_streams(accepted, 2)] == [
         {"streamtype": "error"},
         {"streamtype": "stdin", "x-extra": "1"},
     ]
@@ -69,7 +79,7 @@ def test_reset_ends_the_reader(pair: tuple[Session, Session, list[Stream]]) -> N
     _, client, accepted = pair
     stream = client.open_stream({"streamType": "data"})
     stream.reset()
-    assert accepted[0].read() == b""
+    assert accepted_streams(accepted, 1)[0].read() == b""
     assert accepted[0].reset_by_peer
 
 
@@ -101,8 +111,9 @@ def test_refused_without_handler() -> None:
 def test_peer_closing_ends_every_stream(pair: tuple[Session, Session, list[Stream]]) -> None:
     server, client, accepted = pair
     client.open_stream({"streamType": "stdout"})
+    served = accepted_streams(accepted, 1)[0]
     client.close()
-    assert accepted[0].read() == b""
+    assert served.read() == b""
     assert server.closed.wait(5)
 
 

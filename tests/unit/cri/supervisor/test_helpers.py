@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cri.supervisor.containers import exit_code, parse_signal, validate_id, zombie_status
+from cri.supervisor.adoption import zombie_status
+from cri.supervisor.containers import exit_code, parse_signal, validate_id
 from cri.supervisor.errors import InvalidArgument
 from cri.supervisor.protocol import Status
 from cri.supervisor.reactor import ChildWatcher, Reactor
