@@ -10,7 +10,8 @@ USAGE = """usage: kubeling <command> [args...]
 commands:
   runtime   the OCI runtime, runc's command line (also installed as kubeling-runtime)
   images    the image store: pull, import, list, inspect, tag, rm, prune, build-busybox
-  cri       the CRI v1 gRPC server (ImageService; RuntimeService in progress)
+  cri       the CRI v1 gRPC server
+  apiserver the Kubernetes-compatible API server (HTTPS, SQLite store by default)
   demo      run a busybox container through the runtime and print what it says
 """
 
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from cri.server import main as cri_main
 
         return cri_main(rest)
+    if command == "apiserver":
+        from control.apiserver.main import main as apiserver_main
+
+        return apiserver_main(rest)
     if command == "demo":
         from kubeling.demo import main as demo_main
 
