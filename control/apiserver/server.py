@@ -351,6 +351,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 preconditions=options.get("preconditions"),
             )  # fmt: skip
             self._send_object(deleted, resource)
+        elif verb == "deletecollection":
+            # Each matching object is deleted as a DELETE of it would (graceful pods,
+            # finalizers); the answer is the list of what was deleted or marked.
+            options = self._json_body(body) if body else {}
+            grace = options.get("gracePeriodSeconds", _optional_int(query, "gracePeriodSeconds"))
+            if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
+                raise errors.bad_request(f"gracePeriodSeconds: {grace!r} is not an integer")
+            listed = registry.list(resource, namespace, selectors=_selectors(resource, query))
+            items = []
+            for item in listed["items"]:
+                meta = item["metadata"]
+                try:
+                    items.append(registry.delete(
+                        resource, meta.get("namespace", ""), meta["name"], grace_period=grace,
+                        propagation=str(options.get("propagationPolicy") or ""),
+                    ))  # fmt: skip
+                except ApiError as e:
+                    if e.code != 404:  # deleted meanwhile: nothing to do
+                        raise
+            listed["items"] = items
+            self._send_object(listed, resource, list_=True)
         else:
             raise errors.method_not_allowed()
 

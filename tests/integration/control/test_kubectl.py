@@ -366,3 +366,16 @@ def test_scale_binding_and_eviction(server: Server, kubectl: Any, tmp_path: Path
     assert "Terminating" in kubectl("get", "po", "web").stdout
     kubectl("delete", "po", "web", "--grace-period=0", "--force")
     assert kubectl("get", "po", "web", check=False).returncode == 1
+
+
+def test_delete_collection_by_label(server: Server, kubectl: Any) -> None:
+    for name, group in (("a", "x"), ("b", "x"), ("c", "y")):
+        manifest = {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name, "labels": {"group": group}}}  # fmt: skip
+        kubectl("create", "-f", "-", stdin=json.dumps(manifest))
+    code, deleted = server.request(
+        "DELETE", "/api/v1/namespaces/default/configmaps?labelSelector=group%3Dx"
+    )
+    assert code == 200
+    assert sorted(item["metadata"]["name"] for item in deleted["items"]) == ["a", "b"]
+    assert kubectl("get", "cm", "-o", "name").stdout.split() == ["configmap/c"]
