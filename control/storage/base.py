@@ -4,7 +4,7 @@ model (etcd ``mvcc``; kine ``pkg/server/types.go``; the API server's contract in
 
 What it owns: the value types (KeyValue, Event, ListResult, Deleted), the Backend and
 Watch protocols every backend implements (memory.py, sqlite.py, etcd.py), and small
-helpers on keys shared by the backends. What it doesn't: objects, JSON, resource
+helpers shared by the backends (on keys; ``Closing``). What it doesn't: objects, JSON, resource
 versions as strings, selectors, retries of a compare-and-swap loop (the API server's
 ``guaranteed_update``) -- those are control/apiserver's.
 
@@ -50,7 +50,7 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import NamedTuple, NewType, Protocol
+from typing import NamedTuple, NewType, Protocol, Self
 
 Revision = NewType("Revision", int)
 
@@ -228,3 +228,22 @@ def list_start(prefix: bytes, continue_from: str | None) -> bytes:
     if continue_from is None:
         return prefix
     return max(prefix, continue_from.encode() + b"\x00")
+
+
+class Closing:
+    """The context manager of a backend or watch: ``with`` returns it and closes it on
+    the way out (the subclass defines ``close``)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -48,10 +48,10 @@ import select
 import socket
 import threading
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from control.storage.base import (
+    Closing,
     Deleted,
     Event,
     EventType,
@@ -251,7 +251,7 @@ class _Refused(StorageError):
         self.future = future
 
 
-class EtcdBackend:
+class EtcdBackend(Closing):
     def __init__(
         self,
         endpoints: Sequence[tuple[str, int]],
@@ -412,17 +412,6 @@ class EtcdBackend:
             stream.stop()
             stream.watch.end()
         self._gateway.close()
-
-    def __enter__(self) -> EtcdBackend:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _guarded(k: str, expected: int, request: Json) -> Json:

@@ -26,9 +26,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import TracebackType
 
-from control.storage.base import Event
+from control.storage.base import Closing, Event
 from control.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ Replay = Callable[[str, int, int], ReplayPage]
 DEFAULT_MAX_PENDING = 10_000
 
 
-class LocalWatch:
+class LocalWatch(Closing):
     """One watch fed by a Broadcaster. Consumed by one thread."""
 
     def __init__(
@@ -156,17 +155,6 @@ class LocalWatch:
         if batch is None:
             raise StopIteration
         return batch
-
-    def __enter__(self) -> LocalWatch:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class Broadcaster:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import bisect
 import threading
-from types import TracebackType
 
 from control.storage.base import (
+    Closing,
     Deleted,
     Event,
     EventType,
@@ -39,7 +39,7 @@ REPLAY_PAGE = 500
 _Entry = tuple[int, KeyValue | None]
 
 
-class MemoryBackend:
+class MemoryBackend(Closing):
     def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
         self._lock = threading.RLock()
         self._revision = 0
@@ -176,17 +176,6 @@ class MemoryBackend:
         with self._lock:
             self._closed = True
         self._broadcaster.end_all()
-
-    def __enter__(self) -> MemoryBackend:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- helpers (called with the lock held) --
 

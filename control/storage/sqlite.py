@@ -75,10 +75,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from control.storage.base import (
+    Closing,
     Deleted,
     Event,
     EventType,
@@ -156,7 +156,7 @@ EVENTS_PAGE = 1000
 MAX_IDLE_READERS = 8
 
 
-class SQLiteBackend:
+class SQLiteBackend(Closing):
     def __init__(
         self,
         path: str | Path,
@@ -586,17 +586,6 @@ class SQLiteBackend:
             connections, self._connections, self._idle = self._connections, [], []
         for conn in connections:
             conn.close()
-
-    def __enter__(self) -> SQLiteBackend:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _read_events(

@@ -14,9 +14,6 @@ test_image_service.py) uses its own.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -24,13 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from cri.api import api_pb2
-from cri.network import NetworkConfig
-from cri.supervisor.client import running_supervisor
 from images.build import build_all, push
 from images.store import ImageStore
 from images.testing import LocalRegistry
-from tests.integration.cri.support import Cri, alive, free_cidr, wait_for
+from tests.integration.cri.support import Cri, network_config, serving
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +49,12 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageStore]:
 def cri(images: ImageStore, registry: LocalRegistry, tmp_path: Path) -> Iterator[Cri]:
     suffix = uuid.uuid4().hex[:6]
     state = Path(tempfile.mkdtemp(prefix="klct-"))  # short: the supervisor's socket path
-    network = NetworkConfig(
+    network = network_config(
+        state,
+        tmp_path / "netns",
         bridge=f"kct{suffix}",
-        pod_cidr=free_cidr(214),
-        state_dir=state / "network",
-        netns_dir=tmp_path / "netns",
         veth_prefix=f"c{suffix[:5]}",
         chain_prefix=f"KC-{suffix}",
-        ip_forward=False,
-        load_br_netfilter=False,
     )
     cri = Cri(
         state,
@@ -74,31 +65,6 @@ def cri(images: ImageStore, registry: LocalRegistry, tmp_path: Path) -> Iterator
         f"{registry.host}/kubeling/busybox:latest",
         tmp_path / "logs",
     )
-    cri.start()
-    try:
+    with serving(cri):
         cri.pull()
         yield cri
-    finally:
-        try:
-            assert cri.node is not None
-            for record in cri.node.store.list_sandboxes():
-                cri.runtime.RemovePodSandbox(
-                    api_pb2.RemovePodSandboxRequest(pod_sandbox_id=record.id)
-                )
-            cri.stop_server()
-            cri.node.network.destroy()
-        finally:
-            pid = running_supervisor(state / "supervisor")
-            if pid > 0:
-                os.kill(pid, signal.SIGTERM)
-                wait_for(lambda: not alive(pid), f"supervisor {pid} to exit")
-            for parent in cri.cgroup_dirs(cri.cgroup_parent):
-                if parent.is_dir():
-                    remove_cgroup_tree(parent)
-            shutil.rmtree(state)
-
-
-def remove_cgroup_tree(top: Path) -> None:
-    """rmdir `top` and every cgroup below it, deepest first (all must be empty)."""
-    for directory, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
-        os.rmdir(directory)

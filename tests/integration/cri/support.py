@@ -1,20 +1,23 @@
 """Helpers shared by the CRI integration tests: commands, `ip -j` output, a pod CIDR
 no route or address of the host overlaps, mounts and processes, and `Cri`, a real
 CRI server on its own node with the stubs to drive it (conftest.py's `cri` fixture
-makes one per test)."""
+makes one per test, test_sandbox.py a subclass of it) with `serving`, which starts it and
+tears it down."""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
 import json
+import os
 import random
 import shutil
+import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -25,6 +28,7 @@ from cri.node import Node, open_node
 from cri.runtime_service import RuntimeService
 from cri.server import build_server
 from cri.streaming.server import StreamingServer
+from cri.supervisor.client import running_supervisor
 from images.store import ImageStore
 from tests.integration.runtime.support import alive as alive
 from tests.integration.runtime.support import wait_for as _wait_for
@@ -210,3 +214,58 @@ class Cri:
         """The directories of the cgroup `relative` (to the root) in every hierarchy."""
         root = Path("/sys/fs/cgroup")
         return [root / c / relative.lstrip("/") for c in sorted(p.name for p in root.iterdir())]
+
+
+def network_config(
+    state: Path, netns_dir: Path, *, bridge: str, veth_prefix: str, chain_prefix: str
+) -> NetworkConfig:
+    """A test's own network: its bridge, veth and chain prefixes, netns directory and a
+    free /24 of 10.214.0.0/16; ip_forward and br_netfilter are left alone."""
+    return NetworkConfig(
+        bridge=bridge,
+        pod_cidr=free_cidr(214),
+        state_dir=state / "network",
+        netns_dir=netns_dir,
+        veth_prefix=veth_prefix,
+        chain_prefix=chain_prefix,
+        ip_forward=False,
+        load_br_netfilter=False,
+    )
+
+
+C = TypeVar("C", bound=Cri)
+
+
+@contextlib.contextmanager
+def serving(cri: C) -> Iterator[C]:
+    """Start `cri`; on the way out remove its sandboxes (and so their containers), stop
+    the server, destroy the network, stop the supervisor by pid, remove the cgroup
+    parent with whatever pod-level cgroups a test made below it, and the state
+    directory."""
+    cri.start()
+    try:
+        yield cri
+    finally:
+        try:
+            assert cri.node is not None
+            for record in cri.node.store.list_sandboxes():
+                cri.runtime.RemovePodSandbox(
+                    api_pb2.RemovePodSandboxRequest(pod_sandbox_id=record.id)
+                )
+            cri.stop_server()
+            cri.node.network.destroy()
+        finally:
+            pid = running_supervisor(cri.state / "supervisor")
+            if pid > 0:
+                os.kill(pid, signal.SIGTERM)
+                wait_for(lambda: not alive(pid), f"supervisor {pid} to exit")
+            for parent in cri.cgroup_dirs(cri.cgroup_parent):
+                if parent.is_dir():
+                    remove_cgroup_tree(parent)
+            shutil.rmtree(cri.state)
+
+
+def remove_cgroup_tree(top: Path) -> None:
+    """rmdir `top` and every cgroup below it, deepest first (all must be empty)."""
+    for directory, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+        os.rmdir(directory)

@@ -4,8 +4,8 @@ run, status, list, stop, remove, host network, and a restart of the server.
 Isolation: each test has its own state directory (supervisor, records, network
 state), bridge (ksb<hex>), veth and chain prefixes, netns directory, a /24 of
 10.214.0.0/16 no route or address uses, and cgroup parent; ip_forward and
-br_netfilter are left alone. Teardown removes the sandboxes, destroys the network
-and stops the supervisor by pid.
+br_netfilter are left alone. Teardown (support.serving) removes the sandboxes,
+destroys the network and stops the supervisor by pid.
 """
 
 from __future__ import annotations
@@ -14,25 +14,20 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from cri.api import api_pb2, api_pb2_grpc
-from cri.network import NetworkConfig
+from cri.api import api_pb2
 from cri.network.manager import veth_name
-from cri.node import Node, open_node
-from cri.server import build_server
-from cri.supervisor.client import running_supervisor
 from images.store import ImageStore
-from tests.integration.cri.support import alive, free_cidr, ip_json, wait_for
+from tests.integration.cri import support
+from tests.integration.cri.support import alive, ip_json, network_config, serving
 
 pytestmark = [
     pytest.mark.root,
@@ -43,30 +38,9 @@ pytestmark = [
 ]
 
 
-@dataclass
-class Cri:
-    state: Path
-    socket: str
-    network: NetworkConfig
-    images: ImageStore
-    cgroup_parent: str
-    node: Node | None = None
-    server: grpc.Server | None = None
-    channel: grpc.Channel | None = None
-    runtime: Any = None
-
-    def start(self) -> None:
-        self.node = open_node(self.state, self.images, self.network)
-        self.server, _ = build_server(self.socket, self.images, node=self.node, workers=8)
-        self.channel = grpc.insecure_channel(f"unix://{self.socket}")
-        self.runtime = api_pb2_grpc.RuntimeServiceStub(self.channel)
-
-    def stop_server(self) -> None:
-        if self.channel is not None:
-            self.channel.close()
-        if self.server is not None:
-            self.server.stop(grace=None).wait()
-        self.channel = self.server = None
+class Cri(support.Cri):
+    """support.Cri with sandbox configs built from keyword arguments, sandbox lists and
+    what a removed sandbox left behind."""
 
     def config(self, name: str, **kwargs: Any) -> api_pb2.PodSandboxConfig:
         kwargs.setdefault("metadata", {"name": name, "namespace": "test", "uid": f"uid-{name}"})
@@ -75,16 +49,11 @@ class Cri:
         linux.setdefault("cgroup_parent", self.cgroup_parent)
         return api_pb2.PodSandboxConfig(**kwargs)
 
-    def run_sandbox(self, config: api_pb2.PodSandboxConfig) -> str:
+    def run_config(self, config: api_pb2.PodSandboxConfig) -> str:
         response = self.runtime.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config))
         return str(response.pod_sandbox_id)
 
-    def status(self, sandbox_id: str, verbose: bool = False) -> api_pb2.PodSandboxStatusResponse:
-        request = api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=verbose)
-        response: api_pb2.PodSandboxStatusResponse = self.runtime.PodSandboxStatus(request)
-        return response
-
-    def list(self, **filter: Any) -> list[str]:
+    def sandboxes(self, **filter: Any) -> list[str]:
         request = api_pb2.ListPodSandboxRequest(filter=api_pb2.PodSandboxFilter(**filter))
         return [item.id for item in self.runtime.ListPodSandbox(request).items]
 
@@ -107,59 +76,35 @@ class Cri:
         return found
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageStore]:
-    store = ImageStore(tmp_path_factory.mktemp("images"))
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 @pytest.fixture
-def cri(images: ImageStore, tmp_path: Path) -> Iterator[Cri]:
+def cri(images: ImageStore, tmp_path: Path) -> Iterator[Cri]:  # images: conftest.py's
     suffix = uuid.uuid4().hex[:6]
     state = Path(tempfile.mkdtemp(prefix="klsb-"))  # short: the supervisor's socket path
-    network = NetworkConfig(
+    network = network_config(
+        state,
+        tmp_path / "netns",
         bridge=f"ksb{suffix}",
-        pod_cidr=free_cidr(214),
-        state_dir=state / "network",
-        netns_dir=tmp_path / "netns",
         veth_prefix=f"s{suffix[:5]}",
         chain_prefix=f"KS-{suffix}",
-        ip_forward=False,
-        load_br_netfilter=False,
     )
-    cri = Cri(state, str(tmp_path / "cri.sock"), network, images, f"/kubeling-test-sb-{suffix}")
-    cri.start()
-    try:
-        yield cri
-    finally:
-        try:
-            assert cri.node is not None
-            for record in cri.node.store.list_sandboxes():
-                cri.runtime.RemovePodSandbox(
-                    api_pb2.RemovePodSandboxRequest(pod_sandbox_id=record.id)
-                )
-            cri.stop_server()
-            cri.node.network.destroy()
-        finally:
-            pid = running_supervisor(state / "supervisor")
-            if pid > 0:
-                os.kill(pid, signal.SIGTERM)
-                wait_for(lambda: not alive(pid), f"supervisor {pid} to exit")
-            for controller in os.listdir("/sys/fs/cgroup"):
-                parent = Path(f"/sys/fs/cgroup/{controller}{cri.cgroup_parent}")
-                if parent.is_dir():
-                    parent.rmdir()
-            shutil.rmtree(state)
+    cri = Cri(
+        state,
+        str(tmp_path / "cri.sock"),
+        network,
+        images,
+        f"/kubeling-test-sb-{suffix}",
+        image="",  # no containers here: nothing to pull
+        logs=tmp_path / "logs",
+    )
+    with serving(cri) as served:
+        yield served
 
 
 def test_run_status_list_stop_remove(cri: Cri) -> None:
     config = cri.config("web", labels={"app": "web"}, annotations={"a": "b"})
-    sandbox_id = cri.run_sandbox(config)
+    sandbox_id = cri.run_config(config)
     assert len(sandbox_id) == 64
-    status = cri.status(sandbox_id, verbose=True)
+    status = cri.sandbox_status(sandbox_id, verbose=True)
     assert status.status.state == api_pb2.SANDBOX_READY
     assert status.status.metadata.name == "web"
     assert status.status.labels == {"app": "web"}
@@ -178,37 +123,37 @@ def test_run_status_list_stop_remove(cri: Cri) -> None:
     links = ip_json("addr", "show", "eth0", netns=netns)
     assert links[0]["addr_info"][0]["local"] == str(ip)
 
-    other = cri.run_sandbox(cri.config("db", labels={"app": "db"}))
-    assert cri.list() == [sandbox_id, other]
-    assert cri.list(id=sandbox_id[:12]) == [sandbox_id]
-    assert cri.list(label_selector={"app": "db"}) == [other]
+    other = cri.run_config(cri.config("db", labels={"app": "db"}))
+    assert cri.sandboxes() == [sandbox_id, other]
+    assert cri.sandboxes(id=sandbox_id[:12]) == [sandbox_id]
+    assert cri.sandboxes(label_selector={"app": "db"}) == [other]
     ready = api_pb2.PodSandboxStateValue(state=api_pb2.SANDBOX_READY)
-    assert cri.list(state=ready) == [sandbox_id, other]
+    assert cri.sandboxes(state=ready) == [sandbox_id, other]
 
     with pytest.raises(grpc.RpcError) as taken:
-        cri.run_sandbox(config)
+        cri.run_config(config)
     assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
     cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox_id))
     cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox_id))
-    stopped = cri.status(sandbox_id)
+    stopped = cri.sandbox_status(sandbox_id)
     assert stopped.status.state == api_pb2.SANDBOX_NOTREADY
     assert stopped.status.network.ip == ""
     assert not alive(pid)
     assert cri.node is not None
     assert sandbox_id not in cri.node.network.allocations()
-    assert cri.list(state=ready) == [other]
+    assert cri.sandboxes(state=ready) == [other]
 
     for _ in range(2):
         cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id))
-    assert cri.list() == [other]
+    assert cri.sandboxes() == [other]
     assert cri.leftovers(sandbox_id, pid) == []
     with pytest.raises(grpc.RpcError) as gone:
-        cri.status(sandbox_id)
+        cri.sandbox_status(sandbox_id)
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND
     # The name is free again.
-    again = cri.run_sandbox(config)
-    assert cri.list() == [other, again]
+    again = cri.run_config(config)
+    assert cri.sandboxes() == [other, again]
 
 
 def test_bad_and_unknown(cri: Cri) -> None:
@@ -219,14 +164,14 @@ def test_bad_and_unknown(cri: Cri) -> None:
     unknown = "f" * 64
     cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=unknown))
     cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=unknown))
-    assert cri.list() == []
+    assert cri.sandboxes() == []
 
 
 def test_host_network(cri: Cri) -> None:
     options = {"network": api_pb2.NODE}
     config = cri.config("host", linux={"security_context": {"namespace_options": options}})
-    sandbox_id = cri.run_sandbox(config)
-    status = cri.status(sandbox_id, verbose=True)
+    sandbox_id = cri.run_config(config)
+    status = cri.sandbox_status(sandbox_id, verbose=True)
     assert status.status.state == api_pb2.SANDBOX_READY
     assert status.status.network.ip == ""
     pid = int(json.loads(status.info["info"])["pid"])
@@ -236,11 +181,11 @@ def test_host_network(cri: Cri) -> None:
 
 
 def test_restart_keeps_sandboxes(cri: Cri) -> None:
-    sandbox_id = cri.run_sandbox(cri.config("keep"))
+    sandbox_id = cri.run_config(cri.config("keep"))
     cri.stop_server()
     cri.start()
-    assert cri.list() == [sandbox_id]
-    assert cri.status(sandbox_id).status.state == api_pb2.SANDBOX_READY
+    assert cri.sandboxes() == [sandbox_id]
+    assert cri.sandbox_status(sandbox_id).status.state == api_pb2.SANDBOX_READY
     with pytest.raises(grpc.RpcError) as taken:
-        cri.run_sandbox(cri.config("keep"))
+        cri.run_config(cri.config("keep"))
     assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
