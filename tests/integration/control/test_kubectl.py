@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from control.storage.testing import LocalEtcd, etcd_binary
+
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
 
 POD = """\
@@ -70,6 +72,7 @@ def free_port() -> int:
 class Server:
     data: Path
     port: int
+    store: str = ""  # default: the SQLite file in the data directory
     process: subprocess.Popen[str] | None = None
 
     @property
@@ -79,7 +82,8 @@ class Server:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [KUBELING, "apiserver", "--data-dir", str(self.data),
-             "--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"],
+             "--listen", f"127.0.0.1:{self.port}", "--log-level", "warning",
+             *(["--store", self.store] if self.store else [])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         assert self.process.stdout is not None
@@ -379,3 +383,30 @@ def test_delete_collection_by_label(server: Server, kubectl: Any) -> None:
     assert code == 200
     assert sorted(item["metadata"]["name"] for item in deleted["items"]) == ["a", "b"]
     assert kubectl("get", "cm", "-o", "name").stdout.split() == ["configmap/c"]
+
+
+@pytest.mark.skipif(etcd_binary() is None, reason="needs etcd (Debian etcd-server)")
+def test_two_api_servers_share_one_etcd(tmp_path: Path) -> None:
+    with LocalEtcd(tmp_path / "etcd") as etcd:
+        first = Server(tmp_path / "control", free_port(), etcd.url)
+        first.start()
+        # The second reuses the first's CA and tokens: one cluster, two endpoints.
+        second = Server(tmp_path / "control", free_port(), etcd.url)
+        try:
+            second.start()
+            path = "/api/v1/namespaces/default/configmaps"
+            code, created = first.request("POST", path, {"metadata": {"name": "shared"}})
+            assert code == 201
+            code, seen = second.request("GET", f"{path}/shared")
+            assert code == 200 and seen["metadata"]["uid"] == created["metadata"]["uid"]
+            code, updated = second.request("PUT", f"{path}/shared", {**seen, "data": {"a": "1"}})
+            assert code == 200
+            # The first server's copy is stale now: a write from it conflicts.
+            code, status = first.request("PUT", f"{path}/shared", {**created, "data": {"b": "2"}})
+            assert code == 409 and status["reason"] == "Conflict"
+            code, listed = first.request("GET", path)
+            assert [i["data"] for i in listed["items"]] == [{"a": "1"}]
+            assert listed["metadata"]["resourceVersion"] == updated["metadata"]["resourceVersion"]
+        finally:
+            second.stop()
+            first.stop()
