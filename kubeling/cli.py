@@ -12,6 +12,7 @@ commands:
   images    the image store: pull, import, list, inspect, tag, rm, prune, build-busybox
   cri       the CRI v1 gRPC server
   apiserver the Kubernetes-compatible API server (HTTPS, SQLite store by default)
+  scheduler binds pending pods to nodes (a client of the API server)
   demo      run a busybox container through the runtime and print what it says
 """
 
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from control.apiserver.main import main as apiserver_main
 
         return apiserver_main(rest)
+    if command == "scheduler":
+        from control.scheduler.main import main as scheduler_main
+
+        return scheduler_main(rest)
     if command == "demo":
         from kubeling.demo import main as demo_main
 
