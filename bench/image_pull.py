@@ -16,9 +16,10 @@ docker-registry on 127.0.0.1 that the bench starts, and pulled over plain HTTP b
   with a generated config: `ctr images pull --plain-http` (fetch + unpack into the
   overlayfs snapshotter). Cold = a new containerd on a new root each run (started
   before the clock starts), warm = pulling again into it.
-- CRI PullImage through `crictl` when crictl is installed (containerd's CRI plugin then
-  gets a hosts.toml that maps the registry to plain HTTP); otherwise that column is
-  skipped and the bench says so.
+- CRI PullImage through `crictl` when crictl is installed, against containerd's CRI
+  plugin (given a hosts.toml that maps the registry to plain HTTP) and against
+  kubeling's CRI server (in this process, a new store each run): the same client
+  path for both; otherwise those columns are skipped and the bench says so.
 
 Every tool runs the same image in the same run, alternating, and the medians are
 printed with ratios against containerd. No tree is deleted before a measured run
@@ -44,6 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from cri.server import build_server
 from images.build import Layout, base_entries, directory, file, opaque, push, whiteout
 from images.store import ImageStore
 from images.testing import LocalRegistry
@@ -269,6 +271,18 @@ def measure(
             argv = [KUBELING, "images", "--root", str(cli_root), "pull", "-q", ref]
             add("kubeling CLI cold", timed(run_quiet, argv))
 
+            if have_crictl:
+                # The same path as containerd's CRI column: crictl -> gRPC -> PullImage.
+                with ImageStore(work / f"kubeling-cri-{run}") as store:
+                    socket_path = str(work / f"kubeling-cri-{run}.sock")
+                    server, _ = build_server(socket_path, store, workers=4)
+                    try:
+                        crictl = ["crictl", "-r", f"unix://{socket_path}", "pull", ref]
+                        add("kubeling CRI PullImage cold", timed(run_quiet, crictl))
+                        add("kubeling CRI PullImage warm", timed(run_quiet, crictl))
+                    finally:
+                        server.stop(grace=None).wait()
+
             if containerd is None:
                 continue
             pull = ("images", "pull", "--plain-http", ref)
@@ -308,6 +322,8 @@ def report(results: dict[str, list[float]], runs: int, have_crictl: bool) -> Non
         pairs += [
             ("kubeling cold", "CRI PullImage cold"),
             ("kubeling warm", "CRI PullImage warm"),
+            ("kubeling CRI PullImage cold", "CRI PullImage cold"),
+            ("kubeling CRI PullImage warm", "CRI PullImage warm"),
         ]
     for ours, theirs in pairs:
         if theirs not in medians:

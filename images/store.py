@@ -75,13 +75,14 @@ from images.pull import (
     Skopeo,
     SkopeoFailed,
     Source,
+    head_digest,
     media_type_of,
     resolve,
     select_manifest,
     sha256_digest,
 )
 from images.reference import Reference, parse
-from images.registries import Credentials, RegistryConfig, auth_file
+from images.registries import Credentials, Endpoint, RegistryConfig, auth_file
 from images.snapshots.base import Kind, Mount, Snapshotter
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,9 @@ class ImageStore:
         self, ref: Reference, credentials: Credentials | None, progress: ProgressCallback | None
     ) -> Image:
         endpoints = self.registries.endpoints(ref)
+        present = self._present(ref, endpoints, credentials)
+        if present is not None:
+            return present
         failures: list[str] = []
         for endpoint in endpoints:
             creds = credentials or self.registries.credentials(endpoint.host)
@@ -257,6 +261,27 @@ class ImageStore:
                         raise
                     raise type(e)(f"pull {ref}: {e}") from e
         raise PullError(f"pull {ref}: {'; '.join(failures) or 'no endpoint'}")
+
+    def _present(
+        self, ref: Reference, endpoints: list[Endpoint], credentials: Credentials | None
+    ) -> Image | None:
+        """The image, when the store has what ``ref`` names now: a digest reference it
+        has, or a tag whose digest (one manifest HEAD, no skopeo) is the one the tag
+        already points to here. None means: pull as usual."""
+        if ref.digest is not None:
+            image_id = self.db.resolve_name(f"{ref.name}@{ref.digest}")
+            return self.db.get(image_id) if image_id else None
+        tagged = self.db.resolve_name(_primary_name(ref))
+        if tagged is None or not endpoints:
+            return None
+        endpoint = endpoints[0]
+        if credentials or self.registries.credentials(endpoint.host):
+            return None  # with credentials, skopeo does the talking
+        digest = head_digest(endpoint.reference_string, insecure=endpoint.insecure)
+        if digest is None or self.db.resolve_name(f"{ref.name}@{digest}") != tagged:
+            return None
+        log.debug("pull: present", extra={"ref": str(ref), "digest": digest})
+        return self.db.get(tagged)
 
     @contextlib.contextmanager
     def _auth(self, host: str, creds: Credentials | None) -> Iterator[Path | None]:

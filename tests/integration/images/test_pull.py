@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from images.build import push
 from images.errors import PullError
 from images.metadata import chain_ids
 from images.pull import Platform, Progress, Skopeo, SkopeoFailed, Source, resolve, sha256_digest
@@ -247,3 +248,27 @@ def test_store_survives_restart(served: Served, tmp_path: Path) -> None:
     with ImageStore(tmp_path / "s") as store:
         assert store.get(served.ref("busybox")).id == image.id
         assert store.content.verify(image.layers[0].digest)
+
+
+def test_pulling_a_present_tag_asks_the_registry_but_runs_no_skopeo(
+    served: Served, store_factory: Factory, shim: SkopeoShim
+) -> None:
+    """As containerd: the tag is resolved again (it may have moved), the image is not
+    fetched again; the resolution is one manifest HEAD, no skopeo process."""
+    store = store_factory(skopeo=str(shim.path))
+    ref = f"{served.host}/kubeling/busybox:latest"
+    first = store.pull(ref)
+    before = len(shim.calls())
+    assert store.pull(ref).id == first.id
+    assert len(shim.calls()) == before
+    by_digest = f"{served.host}/kubeling/busybox@{served.built.digests['busybox']}"
+    assert store.pull(by_digest).id == first.id
+    assert len(shim.calls()) == before
+
+    # The tag moves to another image: the HEAD sees a new digest, the pull fetches it.
+    push(served.built.layout, "httpd", f"{served.host}/kubeling/moving:latest")
+    moving = f"{served.host}/kubeling/moving:latest"
+    assert store.pull(moving).id != first.id
+    push(served.built.layout, "busybox", f"{served.host}/kubeling/moving:latest")
+    assert store.pull(moving).id == first.id
+    assert len(shim.calls()) > before
