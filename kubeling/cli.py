@@ -13,6 +13,7 @@ commands:
   cri       the CRI v1 gRPC server
   apiserver the Kubernetes-compatible API server (HTTPS, SQLite store by default)
   scheduler binds pending pods to nodes (a client of the API server)
+  controller-manager  ReplicaSet, Deployment, ServiceAccount controllers (a client too)
   demo      run a busybox container through the runtime and print what it says
 """
 
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from control.scheduler.main import main as scheduler_main
 
         return scheduler_main(rest)
+    if command == "controller-manager":
+        from control.controllers.main import main as controllers_main
+
+        return controllers_main(rest)
     if command == "demo":
         from kubeling.demo import main as demo_main
 

@@ -7,6 +7,6 @@ scores.py    how good a feasible node is (pure); random tie-break
 messages.py  the "0/N nodes are available: ..." text of an unschedulable pod
 decide.py    one decision: Bind(node) or Unschedulable(message) (pure)
 cache.py     nodes and bound/assumed pods; queue.py: pending pods and retries
-leader.py    Lease leader election; scheduler.py: watches, loop, Bindings, status
+leader.py    re-exports control.leader; scheduler.py: watches, loop, Bindings, status
 main.py      the command line
 """

@@ -28,9 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from control.client import ApiError, Client, Watch
+from control.leader import LeaderElector, micro_time
 from control.scheduler.cache import Cache
 from control.scheduler.decide import Bind, schedule
-from control.scheduler.leader import LeaderElector, micro_time
 from control.scheduler.queue import SchedulingQueue
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from control.client import Client, load_kubeconfig
+from control.leader import Action, Observed, decide
 from control.quantity import QuantityError, milli_value, parse_quantity, value
 from control.scheduler.cache import Cache
-from control.scheduler.leader import Action, Observed, decide
 from control.scheduler.queue import SchedulingQueue
 
 from .test_filters import pod

@@ -1,5 +1,6 @@
 """Leader election on a coordination.k8s.io/v1 Lease, as client-go's leaderelection
-does it, so that of several schedulers only one binds at a time.
+does it, so that of several schedulers (or controller managers) only one acts at a
+time. Shared by control.scheduler and control.controllers.
 
 Every `retry_period` a candidate reads the Lease. It takes it when it is missing
 (create: 409 means another candidate created it first) or when the holder has not
@@ -11,7 +12,7 @@ renew for `renew_deadline` stops leading.
 
 `decide` is the pure part; `LeaderElector.run` performs it. Even if two leaders
 overlapped, a pod could not be bound twice: the API refuses a Binding for a pod
-that already has a node.
+that already has a node; the controllers write with compare-and-swap.
 """
 
 from __future__ import annotations
