@@ -13,6 +13,7 @@ handed to a second worker, and one added meanwhile is handed out again once `don
 
 from __future__ import annotations
 
+import abc
 import logging
 import threading
 import time
@@ -280,7 +281,7 @@ class WorkQueue:
 # -- the worker loop -------------------------------------------------------------------
 
 
-class Controller:
+class Controller(abc.ABC):
     """A reconcile loop over a WorkQueue: `sync(key)` returns seconds until the key
     should be looked at again (None: only when something changes); an exception
     retries it with backoff."""
@@ -292,8 +293,8 @@ class Controller:
         self.workers = workers
         self.queue = WorkQueue()
 
-    def sync(self, key: str) -> float | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def sync(self, key: str) -> float | None: ...
 
     def enqueue(self, obj: Object | None) -> None:
         if obj is not None:

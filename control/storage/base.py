@@ -46,6 +46,7 @@ Watch semantics (all backends):
 
 from __future__ import annotations
 
+import abc
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -230,12 +231,12 @@ def list_start(prefix: bytes, continue_from: str | None) -> bytes:
     return max(prefix, continue_from.encode() + b"\x00")
 
 
-class Closing:
+class Closing(abc.ABC):
     """The context manager of a backend or watch: ``with`` returns it and closes it on
     the way out (the subclass defines ``close``)."""
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
     def __enter__(self) -> Self:
         return self
