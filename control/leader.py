@@ -17,6 +17,7 @@ that already has a node; the controllers write with compare-and-swap.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import enum
 import logging
@@ -65,6 +66,14 @@ def decide(
     if observed is None or observed.record != record:
         return Action.WAIT  # a new record: its clock starts now
     return Action.ACQUIRE if now - observed.at > duration else Action.WAIT
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The leader-election flags the scheduler and the controller-manager share."""
+    parser.add_argument("--leader-elect", action="store_true")
+    parser.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
+    parser.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
+    parser.add_argument("--retry-period", type=float, default=2.0, help="seconds")
 
 
 def micro_time(at: float) -> str:

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 
+from control import leader
 from control.client import Client
 from control.controllers.manager import ControllerManager
 
@@ -25,10 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="kubeling controller-manager", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--kubeconfig", required=True)
-    parser.add_argument("--leader-elect", action="store_true")
-    parser.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
-    parser.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
-    parser.add_argument("--retry-period", type=float, default=2.0, help="seconds")
+    leader.add_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="per controller")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 
+from control import leader
 from control.client import Client
 from control.scheduler.scheduler import DEFAULT_SCHEDULER, Scheduler
 
@@ -23,10 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubeling scheduler", description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER)
-    parser.add_argument("--leader-elect", action="store_true")
-    parser.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
-    parser.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
-    parser.add_argument("--retry-period", type=float, default=2.0, help="seconds")
+    leader.add_arguments(parser)
     parser.add_argument("--retry-interval", type=float, default=15.0,
                         help="seconds before an unschedulable pod is tried again")  # fmt: skip
     parser.add_argument(

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,39 +20,13 @@ from typing import Any
 import pytest
 
 from control.client import ApiError, Client
+from tests.integration.control.support import free_port, stop, wait_for
 
 KUBELING = str(Path(sys.executable).parent / "kubeling")
 PODS = "/api/v1/namespaces/default/pods"
 RSS = "/apis/apps/v1/namespaces/default/replicasets"
 DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
 CONTAINER = {"name": "c", "image": "busybox:1.36"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(probe: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {probe}")
-        time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 @dataclass

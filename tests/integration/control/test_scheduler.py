@@ -7,11 +7,10 @@ leader election, each pod bound once, and a takeover when the leader dies."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,10 @@ from typing import Any
 import pytest
 
 from control.client import ApiError, Client
+from tests.integration.control.support import free_port, stop, wait_for
 
 KUBELING = str(Path(sys.executable).parent / "kubeling")
 PODS = "/api/v1/namespaces/default/pods"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -81,27 +75,6 @@ class Cluster:
     def node_of(self, name: str, timeout: float = 20.0) -> str:
         node = wait_for(lambda: self.get_pod(name)["spec"].get("nodeName"), timeout)
         return str(node)
-
-
-def wait_for(probe: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {probe}")
-        time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 @pytest.fixture
