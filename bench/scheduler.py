@@ -18,7 +18,7 @@ Three runs on the 2-CPU development VM (the API server and this process share it
     memory    969 / 855 / 954     100
     sqlite    691 / 689 / 689     100   (fsync per commit)
 
-Before control.client turned on TCP_QUICKACK, every request waited 40 ms on the
+Before kubeapi.client turned on TCP_QUICKACK, every request waited 40 ms on the
 server's Nagle vs the client's delayed ACK: 90 pods/s, the 4 binder threads' limit.
 """
 
@@ -35,8 +35,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from control.client import Client
 from control.scheduler.scheduler import Scheduler
+from kubeapi.client import Client
 
 TARGET = 100.0
 KUBELING = str(Path(sys.executable).parent / "kubeling")

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from control.client import ApiError, Client
+from kubeapi.client import ApiError, Client
 
 log = logging.getLogger(__name__)
 

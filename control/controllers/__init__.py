@@ -1,5 +1,5 @@
 """`kubeling controller-manager`: the controllers that move workloads toward their
-spec, clients of the API server over HTTP only (control.client), never of its
+spec, clients of the API server over HTTP only (kubeapi.client), never of its
 internals. Each controller decides with pure functions and acts in a thin layer
 (STYLE §7), over a keyed work queue: one reconcile per key at a time (STYLE §8).
 

@@ -1,7 +1,7 @@
 """What every controller shares: informers, the keyed work queue, label selectors,
 owner references and the worker loop.
 
-Informer: one watch of a collection (control.client's `watch`, so a RELISTED event
+Informer: one watch of a collection (kubeapi.client's `watch`, so a RELISTED event
 replaces the cache) keeping `namespace/name -> object`; handlers get `(old, new)`
 (`new` None: deleted), called on the watch thread.
 
@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from control.client import ApiError, Client, Watch
+from kubeapi.client import ApiError, Client, Watch
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import sys
 import threading
 
 from control import leader
-from control.client import Client
 from control.controllers.manager import ControllerManager
+from kubeapi.client import Client
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,12 +10,12 @@ import socket
 import threading
 import uuid
 
-from control.client import Client
 from control.controllers.base import Controller, Informer
 from control.controllers.deployment import DeploymentController
 from control.controllers.replicaset import ReplicaSetController
 from control.controllers.serviceaccount import ServiceAccountController
 from control.leader import LeaderElector
+from kubeapi.client import Client
 
 log = logging.getLogger(__name__)
 

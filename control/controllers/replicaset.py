@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from control.client import ApiError, Client
 from control.controllers.base import (
     Controller,
     Informer,
@@ -33,6 +32,7 @@ from control.controllers.base import (
     split_key,
     terminating,
 )  # fmt: skip
+from kubeapi.client import ApiError, Client
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from control.client import ApiError, Client
 from control.controllers.base import Controller, Informer, Object, terminating
+from kubeapi.client import ApiError, Client
 
 log = logging.getLogger(__name__)
 

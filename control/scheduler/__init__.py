@@ -1,5 +1,5 @@
 """`kubeling scheduler`: binds pending pods to nodes, a client of the API server over
-HTTP only (control.client), never of its internals.
+HTTP only (kubeapi.client), never of its internals.
 
 model.py     a pod's requests and ports; NodeInfo (a node and what its pods take)
 filters.py   can the pod run there (pure; the kube-scheduler's plugins and words)

@@ -16,8 +16,8 @@ import sys
 import threading
 
 from control import leader
-from control.client import Client
 from control.scheduler.scheduler import DEFAULT_SCHEDULER, Scheduler
+from kubeapi.client import Client
 
 
 def main(argv: list[str] | None = None) -> int:

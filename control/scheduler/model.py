@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from control.quantity import QuantityError, milli_value, value
+from kubeapi.quantity import QuantityError, milli_value, value
 
 Object = dict[str, Any]
 

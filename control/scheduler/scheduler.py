@@ -27,11 +27,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from control.client import ApiError, Client, Watch
 from control.leader import LeaderElector, micro_time
 from control.scheduler.cache import Cache
 from control.scheduler.decide import Bind, schedule
 from control.scheduler.queue import SchedulingQueue
+from kubeapi.client import ApiError, Client, Watch
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from control.client import ApiError, Client
+from kubeapi.client import ApiError, Client
 from tests.integration.control.support import free_port, stop, wait_for
 
 KUBELING = str(Path(sys.executable).parent / "kubeling")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from control.client import Client, load_kubeconfig
 from control.leader import Action, Observed, decide
-from control.quantity import QuantityError, milli_value, parse_quantity, value
 from control.scheduler.cache import Cache
 from control.scheduler.queue import SchedulingQueue
+from kubeapi.client import Client, load_kubeconfig
+from kubeapi.quantity import QuantityError, milli_value, parse_quantity, value
 
 from .test_filters import pod
 

@@ -1,5 +1,5 @@
 """Resource quantities ("100m", "1Gi", "2", "1.5", "1e3") as exact fractions, for the
-control-plane clients (the scheduler, later the kubelet). The API server validates
+API clients (the scheduler, the kubelet). The API server validates
 quantities on its own side; this is the reading half, kept apart so clients never
 import the server.
 
