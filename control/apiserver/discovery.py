@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from control.apiserver.resources import ResourceType, groups
+from control.apiserver.resources import METRICS_RESOURCES, ResourceType, groups
+
+
+def _served() -> dict[str, list[ResourceType]]:
+    """Group/version -> resource types: the stored ones and metrics.k8s.io."""
+    served = groups()
+    for resource in METRICS_RESOURCES:
+        served.setdefault(resource.group_version, []).append(resource)
+    return served
 
 
 def _group_versions() -> dict[str, list[str]]:
     """Group -> its versions (the core group is "")."""
     found: dict[str, list[str]] = {}
-    for group_version in groups():
+    for group_version in _served():
         group, _, version = group_version.rpartition("/")
         found.setdefault(group, [])
         if version not in found[group]:
@@ -35,6 +43,7 @@ def _group(name: str, versions: list[str]) -> dict[str, Any]:
 _SUBRESOURCE_VERBS = {
     "status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
     "binding": ["create"], "eviction": ["create"], "log": ["get"],
+    "proxy": ["create", "delete", "get", "patch", "update"], "finalize": ["update"],
 }  # fmt: skip
 
 
@@ -81,11 +90,12 @@ def document(path: str) -> dict[str, Any] | None:
             del group["kind"], group["apiVersion"]
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": named}
     if len(parts) == 2 and parts[0] == "api" and parts[1] in by_group.get("", []):
-        return _resources(parts[1], groups()[parts[1]])
+        return _resources(parts[1], _served()[parts[1]])
     if len(parts) == 2 and parts[0] == "apis" and parts[1] in by_group and parts[1]:
         return _group(parts[1], by_group[parts[1]])
     if len(parts) == 3 and parts[0] == "apis":
         group_version = f"{parts[1]}/{parts[2]}"
-        if group_version in groups():
-            return _resources(group_version, groups()[group_version])
+        served = _served()
+        if group_version in served:
+            return _resources(group_version, served[group_version])
     return None

@@ -43,6 +43,12 @@ class Kind:
     initial_status: Callable[[Object], None] = _nothing
     # (object, requested grace period or None) -> seconds to wait before it is gone
     grace_period: Callable[[Object, int | None], int] = lambda _obj, _requested: 0
+    # Marks the object as being deleted, besides deletionTimestamp (a phase, ...).
+    terminate: Callable[[Object], None] = _nothing
+    # Whether something other than metadata.finalizers still holds a deleted object.
+    held: Callable[[Object], bool] = lambda _obj: False
+    # (current, new) on an update: puts back in `new` what only a subresource changes.
+    keep_on_update: Callable[[Object, Object], None] = lambda _current, _new: None
 
 
 # -- pods -------------------------------------------------------------------------------
@@ -107,6 +113,47 @@ def _pending(pod: Object) -> None:
     pod["status"] = {"phase": "Pending"}  # what a client sends is not the status
 
 
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+DEFAULT_TOLERATION_SECONDS = 300
+
+
+def _tolerates_no_execute(toleration: Object, key: str) -> bool:
+    """Whether `toleration` already covers the key's NoExecute taint (any value)."""
+    if toleration.get("effect") not in (None, "", "NoExecute"):
+        return False
+    if not toleration.get("key"):
+        return toleration.get("operator") == "Exists"  # tolerates every taint
+    return toleration.get("key") == key
+
+
+def default_toleration_seconds(
+    pod: Object,
+    *,
+    not_ready: int = DEFAULT_TOLERATION_SECONDS,
+    unreachable: int = DEFAULT_TOLERATION_SECONDS,
+) -> None:
+    """The DefaultTolerationSeconds admission (pods being created): a pod that does
+    not tolerate the not-ready / unreachable NoExecute taints tolerates them for a
+    while, so a short node outage does not evict it at once."""
+    spec = pod.get("spec")
+    if not isinstance(spec, dict):
+        return
+    tolerations = spec.get("tolerations")
+    if tolerations is None:
+        tolerations = []
+    if not isinstance(tolerations, list):
+        return  # validation names the field
+    given = [t for t in tolerations if isinstance(t, dict)]
+    added = [
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
+        for key, seconds in ((NOT_READY_TAINT, not_ready), (UNREACHABLE_TAINT, unreachable))
+        if not any(_tolerates_no_execute(t, key) for t in given)
+    ]
+    if added:
+        spec["tolerations"] = [*tolerations, *added]
+
+
 # -- apps ---------------------------------------------------------------------------
 
 
@@ -165,6 +212,27 @@ def _active(namespace: Object) -> None:
     namespace["status"] = {"phase": "Active"}
 
 
+def _namespace_terminating(namespace: Object) -> None:
+    namespace.setdefault("status", {})["phase"] = "Terminating"
+
+
+def _namespace_held(namespace: Object) -> bool:
+    """A namespace goes once its spec.finalizers ("kubernetes": the namespace
+    controller has not emptied it yet) are gone too."""
+    return bool((namespace.get("spec") or {}).get("finalizers"))
+
+
+def _keep_namespace_finalizers(current: Object, new: Object) -> None:
+    """spec.finalizers change only through namespaces/<name>/finalize."""
+    spec = new.setdefault("spec", {})
+    if isinstance(spec, dict):  # [] once finalized, so that defaulting adds none back
+        spec["finalizers"] = list((current.get("spec") or {}).get("finalizers") or [])
+
+
+# The namespaces the real API's NamespaceLifecycle admission never lets go.
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
 def _empty_status(obj: Object) -> None:
     obj["status"] = {}
 
@@ -181,7 +249,8 @@ _KINDS: dict[str, Kind] = {
     ),
     "Namespace": Kind(
         default=_default_namespace, validate=validation.validate_namespace,
-        initial_status=_active,
+        initial_status=_active, terminate=_namespace_terminating, held=_namespace_held,
+        keep_on_update=_keep_namespace_finalizers,
     ),
     "Node": Kind(validate=validation.validate_node, initial_status=_given_status),
     "Service": Kind(

@@ -36,7 +36,12 @@ from typing import Any, cast
 
 from control.apiserver import errors
 from control.apiserver.errors import Target
-from control.apiserver.kinds import kind_for
+from control.apiserver.kinds import (
+    DEFAULT_TOLERATION_SECONDS,
+    IMMORTAL_NAMESPACES,
+    default_toleration_seconds,
+    kind_for,
+)
 from control.apiserver.resources import ResourceType
 from control.apiserver.selectors import FieldSelector, LabelSelector, fields_of
 from control.storage import Backend, Event, EventType, KeyValue
@@ -107,9 +112,15 @@ def _content(obj: Object) -> Object:
 
 
 class Registry:
-    def __init__(self, backend: Backend, *, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, backend: Backend, *, clock: Callable[[], float],
+        not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+        unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+    ) -> None:  # fmt: skip
         self.backend = backend
         self.clock = clock
+        self.not_ready_toleration_seconds = not_ready_toleration_seconds
+        self.unreachable_toleration_seconds = unreachable_toleration_seconds
 
     # -- reads --------------------------------------------------------------------
 
@@ -191,6 +202,11 @@ class Registry:
             meta.pop(server_owned, None)
         with _decoding(resource):
             kind.default(obj)
+            if resource.kind == "Pod" and not resource.group:  # admission, on create only
+                default_toleration_seconds(
+                    obj, not_ready=self.not_ready_toleration_seconds,
+                    unreachable=self.unreachable_toleration_seconds,
+                )  # fmt: skip
             causes = kind.validate(obj)
         if causes:
             raise errors.invalid(resource.kind, target, causes)
@@ -249,6 +265,7 @@ class Registry:
         once the change leaves none."""
         key = resource.key(namespace, name)
         target = Target(resource.plural, name, resource.group)
+        kind = kind_for(resource)
         for _ in range(_MAX_RETRIES):
             try:
                 kv = self.backend.get(key)
@@ -259,11 +276,13 @@ class Registry:
             meta = updated["metadata"]
             try:
                 # Gone once nothing holds it: no finalizers, and no grace period (a pod's
-                # kubelet deletes it again with grace 0 when its containers are stopped).
+                # kubelet deletes it again with grace 0 when its containers are stopped),
+                # nor what the kind holds it by (a namespace's spec.finalizers).
                 if (
                     meta.get("deletionTimestamp")
                     and not meta.get("finalizers")
                     and not meta.get("deletionGracePeriodSeconds")
+                    and not kind.held(updated)
                 ):
                     deleted = self.backend.delete(key, expected_mod_revision=kv.mod_revision)
                     updated["metadata"]["resourceVersion"] = str(deleted.revision)
@@ -300,6 +319,7 @@ class Registry:
             new["status"] = current["status"]
         elif "status" in resource.subresources:
             new.pop("status", None)
+        kind.keep_on_update(current, new)
         target = Target(resource.plural, meta.get("name", ""), resource.group)
         with _decoding(resource):
             kind.default(new)
@@ -324,6 +344,12 @@ class Registry:
         target = Target(resource.plural, name, resource.group)
         kind = kind_for(resource)
         preconditions = preconditions or {}
+        if resource.kind == "Namespace" and not resource.group and name in IMMORTAL_NAMESPACES:
+            # The NamespaceLifecycle admission's answer.
+            raise errors.ApiError(
+                403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be '
+                "deleted", target,
+            )  # fmt: skip
 
         def mark(current: Object) -> Object:
             meta = current["metadata"]
@@ -351,6 +377,7 @@ class Registry:
                 # object unless finalizers hold it.
                 meta["deletionTimestamp"] = now_rfc3339(lambda: self.clock() + grace)
                 meta["deletionGracePeriodSeconds"] = grace
+            kind.terminate(current)
             return current
 
         return self.guaranteed_update(resource, namespace, name, mark)

@@ -56,7 +56,9 @@ class ResourceType:
 
 
 _CORE = [
-    ResourceType("", "v1", "Namespace", "namespaces", False, ("ns",), subresources=("status",)),
+    ResourceType(
+        "", "v1", "Namespace", "namespaces", False, ("ns",), subresources=("status", "finalize")
+    ),
     ResourceType(
         "",
         "v1",
@@ -67,7 +69,7 @@ _CORE = [
         ("all",),
         subresources=("status", "binding", "log", "exec", "attach", "portforward", "eviction"),
     ),
-    ResourceType("", "v1", "Node", "nodes", False, ("no",), subresources=("status",)),
+    ResourceType("", "v1", "Node", "nodes", False, ("no",), subresources=("status", "proxy")),
     ResourceType(
         "", "v1", "Service", "services", True, ("svc",), ("all",), subresources=("status",)
     ),
@@ -104,6 +106,13 @@ _COORDINATION = [
 ]  # fmt: skip
 
 RESOURCES: tuple[ResourceType, ...] = (*_CORE, *_APPS, *_COORDINATION)
+
+# metrics.k8s.io: computed from the kubelets' figures (metrics.py), never stored, so
+# not in RESOURCES; discovery lists them as metrics-server registers them.
+METRICS_RESOURCES: tuple[ResourceType, ResourceType] = (
+    ResourceType("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", False, verbs=("get", "list")),
+    ResourceType("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", True, verbs=("get", "list")),
+)
 
 
 def groups() -> dict[str, list[ResourceType]]:

@@ -9,6 +9,10 @@ Paths (as the kube-apiserver serves them):
     /api/v1/namespaces/<ns>/<resource>[/<name>[/<subresource>]]      one namespace
     /apis/<group>/<version>/...                                       the same, other groups
     /healthz /livez /readyz /version
+    pods/<name>/{log,exec,attach,portforward}, nodes/<name>/proxy/...  to the node's
+                                                                      kubelet (kubelet_proxy.py)
+    /apis/metrics.k8s.io/v1beta1/...                                  from the kubelets'
+                                                                      figures (metrics.py)
 
 Verbs: GET (get, list, and watch with `?watch=1`), POST (create), PUT (update),
 PATCH (json, merge and strategic merge patches), DELETE (delete; on a collection,
@@ -34,7 +38,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from control.apiserver import discovery, errors, subresources, tables
+from control.apiserver import discovery, errors, kubelet_proxy, metrics, subresources, tables
 from control.apiserver.auth import Authenticator, User
 from control.apiserver.errors import ApiError, Target
 from control.apiserver.objects import Registry, Selectors, WatchEvent
@@ -114,9 +118,18 @@ class ApiServer:
         host: str = "127.0.0.1",
         port: int = 6443,
         tls: ssl.SSLContext | None = None,
+        kubelet: kubelet_proxy.KubeletClient | None = None,
+        metric_resolution: float = metrics.DEFAULT_RESOLUTION,
     ) -> None:
         self.registry = registry
         self.authenticator = authenticator
+        # Without a client certificate kubelets answer 401: logs, exec and metrics
+        # need the one main.py issues.
+        self.kubelet = kubelet or kubelet_proxy.KubeletClient(kubelet_proxy.KubeletClientConfig())
+        self.kubelet_proxy = kubelet_proxy.KubeletProxy(registry, authenticator, self.kubelet)
+        self.metrics = metrics.MetricsApi(
+            registry, authenticator, self.kubelet, resolution=metric_resolution
+        )
         self.openapi = OpenApi(RESOURCES)  # the documents are built on first use
         self._stopping = threading.Event()
         handler = type("Handler", (_Handler,), {"api": self})
@@ -143,6 +156,7 @@ class ApiServer:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.metrics.stop()
         if self._thread is not None:
             self.http.shutdown()
             self._thread.join()
@@ -240,6 +254,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     raise errors.method_not_allowed()
                 self._send_json(200, document)
                 return
+            if url.path.startswith(metrics.PREFIX + "/"):
+                if method != "GET":
+                    raise errors.method_not_allowed()
+                self._send_json(200, self.api.metrics.get(url.path, query, user))
+                return
+            proxied = kubelet_proxy.parse_target(url.path)
+            if proxied is not None:  # logs, exec, attach, port-forward, node proxy
+                self.api.kubelet_proxy.serve(self, method, proxied, url.query, body, user)
+                return
             request = parse_path(url.path)
             if request is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -295,17 +318,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         namespace = request.namespace
         if resource.kind == "Namespace" and request.name:
             namespace = ""
+        if resource.kind == "Namespace" and request.subresource == "finalize" and request.name:
+            # namespaces/<name>/finalize: PUT only (subresources.finalize_namespace).
+            if method != "PUT":
+                raise errors.method_not_allowed()
+            self.api.authenticator.authorize(user, "update", resource, "", request.name,
+                                             "finalize")  # fmt: skip
+            self._send_object(subresources.finalize_namespace(
+                registry, resource, request.name, self._json_body(body)), resource)  # fmt: skip
+            return
         if request.subresource and request.subresource not in resource.subresources:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if request.subresource in ("binding", "eviction", "scale"):
             self._subresource(method, request, namespace, body, user)
             return
         if request.subresource and request.subresource not in ("status",):
-            raise ApiError(
-                501, "NotImplemented",
-                f"{resource.plural}/{request.subresource} is not served yet (it needs the "
-                "node's kubelet)",
-            )  # fmt: skip
+            # log/exec/attach/portforward and nodes/proxy went to the kubelet above.
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
         verb = _verb(method, request, query)
         if query.get("dryRun") and verb in (
             "create",

@@ -1,7 +1,9 @@
 """Subresources with verbs of their own: a pod's `binding` (the scheduler's POST
 that sets spec.nodeName), `eviction` (a delete as the eviction API asks it; no
-PodDisruptionBudgets yet, so it is always allowed) and the `scale` of Deployments
-and ReplicaSets (autoscaling/v1 Scale: GET, and PUT/PATCH of spec.replicas).
+PodDisruptionBudgets yet, so it is always allowed), the `scale` of Deployments
+and ReplicaSets (autoscaling/v1 Scale: GET, and PUT/PATCH of spec.replicas) and a
+namespace's `finalize` (PUT: only spec.finalizers changes; the namespace controller
+empties it once the namespace is empty, and a deleted namespace then goes).
 """
 
 from __future__ import annotations
@@ -101,3 +103,33 @@ def set_scale(
         return obj
 
     return scale_of(resource, registry.guaranteed_update(resource, namespace, name, change))
+
+
+def finalize_namespace(
+    registry: Registry, namespaces: ResourceType, name: str, namespace: Object
+) -> Object:
+    """PUT namespaces/<name>/finalize: the namespace with the body's spec.finalizers."""
+    spec = namespace.get("spec") if isinstance(namespace.get("spec"), dict) else {}
+    finalizers = (spec or {}).get("finalizers") or []
+    if not isinstance(finalizers, list) or not all(isinstance(f, str) and f for f in finalizers):
+        raise errors.invalid("Namespace", Target("namespaces", name), [
+            Cause("FieldValueInvalid", "Invalid value: must be a list of finalizer names",
+                  "spec.finalizers"),
+        ])  # fmt: skip
+    meta = namespace.get("metadata") if isinstance(namespace.get("metadata"), dict) else {}
+    given_name = (meta or {}).get("name")
+    if given_name and given_name != name:
+        raise errors.bad_request(
+            f"the name of the object ({given_name}) does not match the name on the URL ({name})"
+        )
+    wanted = (meta or {}).get("resourceVersion")
+
+    def change(current: Object) -> Object:
+        if wanted and wanted != current["metadata"]["resourceVersion"]:
+            raise errors.conflict(Target("namespaces", name),
+                                  "the object has been modified; please apply your changes to "
+                                  "the latest version and try again")  # fmt: skip
+        current.setdefault("spec", {})["finalizers"] = list(dict.fromkeys(finalizers))
+        return current
+
+    return registry.guaranteed_update(namespaces, "", name, change)

@@ -9,6 +9,11 @@ replicaset.py      ReplicaSet: pods to create/adopt/release/delete, status count
 deployment.py      Deployment: pod-template-hash, RollingUpdate/Recreate, revisions,
                    history cleanup, status and conditions
 serviceaccount.py  a `default` ServiceAccount in every namespace
+endpoints.py       Endpoints of each selecting Service: ready/not-ready pod addresses
+nodelifecycle.py   silent nodes Unknown and tainted; pods evicted from NoExecute taints
+namespace.py       a deleted namespace emptied (discovered kinds), then finalized
+garbagecollector.py  ownerReferences: background, foreground and orphan deletion
+discovery.py       the served resources, from the discovery documents
 manager.py         informers and controllers in one process, behind a Lease
 main.py            the command line
 """

@@ -2,6 +2,8 @@
 in a kubeconfig.
 
     kubeling controller-manager --kubeconfig FILE [--leader-elect] [--log-level info]
+        [--node-monitor-period 5s] [--node-monitor-grace-period 40s]
+        [--controllers '*,-nodelifecycle,...']
 
 With --leader-elect, only the holder of the kube-system/kube-controller-manager Lease
 reconciles (run several for availability); one that loses it exits with status 1.
@@ -20,6 +22,26 @@ from control import leader
 from control.controllers.manager import ControllerManager
 from kubeapi.client import Client
 
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """Seconds in `40s`, `1m`, `500ms` or plain seconds (`2.5`)."""
+    stripped = text.strip()
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if stripped.endswith(unit):
+            number, scale = stripped[: -len(unit)], _UNITS[unit]
+            break
+    else:
+        number, scale = stripped, 1.0
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a duration like 40s or 1m") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration cannot be negative")
+    return value
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -28,6 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", required=True)
     leader.add_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="per controller")
+    parser.add_argument(
+        "--controllers", default="*",
+        help="which to run: '*' (all), names, '-name' to leave one out (comma-separated)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--node-monitor-period", type=duration, default=5.0,
+        help="how often each node's heartbeat is checked",
+    )  # fmt: skip
+    parser.add_argument(
+        "--node-monitor-grace-period", type=duration, default=40.0,
+        help="how long a node may go without a heartbeat before it is Unknown",
+    )  # fmt: skip
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -40,11 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, KeyError) as e:
         sys.stderr.write(f"kubeling controller-manager: kubeconfig {args.kubeconfig}: {e}\n")
         return 1
-    manager = ControllerManager(
-        client, leader_elect=args.leader_elect, lease_duration=args.lease_duration,
-        renew_deadline=args.renew_deadline, retry_period=args.retry_period,
-        workers=args.workers,
-    )  # fmt: skip
+    try:
+        manager = ControllerManager(
+            client, leader_elect=args.leader_elect, lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline, retry_period=args.retry_period,
+            workers=args.workers, node_monitor_period=args.node_monitor_period,
+            node_monitor_grace_period=args.node_monitor_grace_period,
+            controllers=tuple(c for c in args.controllers.split(",") if c.strip()),
+        )  # fmt: skip
+    except ValueError as e:
+        sys.stderr.write(f"kubeling controller-manager: {e}\n")
+        client.close()
+        return 1
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
