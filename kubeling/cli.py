@@ -13,7 +13,13 @@ commands:
   cri       the CRI v1 gRPC server
   apiserver the Kubernetes-compatible API server (HTTPS, SQLite store by default)
   scheduler binds pending pods to nodes (a client of the API server)
-  controller-manager  ReplicaSet, Deployment, ServiceAccount controllers (a client too)
+  controller-manager  ReplicaSet, Deployment, ServiceAccount, Endpoints, Namespace,
+            node lifecycle and garbage-collector controllers (a client too)
+  kubelet   the node agent: registers the node, runs its pods through CRI
+  up        start a single-node cluster (API server, scheduler, controller-manager,
+            CRI server, kubelet) as child processes; --detach runs it in the background
+  down      stop what `kubeling up` runs (state kept; --purge removes the pods too)
+  kubeconfig  print the admin kubeconfig `kubeling up` wrote
   demo      run a busybox container through the runtime and print what it says
 """
 
@@ -48,9 +54,22 @@ def main(argv: list[str] | None = None) -> int:
         from control.controllers.main import main as controllers_main
 
         return controllers_main(rest)
+    if command == "kubelet":
+        from kubelet.main import main as kubelet_main
+
+        return int(kubelet_main(rest))
+    if command in ("up", "down", "kubeconfig"):
+        from kubeling import up
+
+        commands = {"up": up.main_up, "down": up.main_down, "kubeconfig": up.main_kubeconfig}
+        return commands[command](rest)
     if command == "demo":
         from kubeling.demo import main as demo_main
 
         return demo_main(rest)
     sys.stderr.write(f"kubeling: unknown command {command!r}\n{USAGE}")
     return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
