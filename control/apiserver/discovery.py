@@ -68,6 +68,8 @@ def _resources(group_version: str, types: list[ResourceType]) -> dict[str, Any]:
             }  # fmt: skip
             if sub == "scale":
                 sub_entry.update(group="autoscaling", version="v1", kind="Scale")
+            elif sub == "eviction":  # kubectl drain evicts only when it sees this
+                sub_entry.update(group="policy", version="v1", kind="Eviction")
             listed.append(sub_entry)
     return {
         "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,

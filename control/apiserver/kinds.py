@@ -202,6 +202,10 @@ def _default_service(service: Object) -> None:
                 port.setdefault("targetPort", port["port"])
 
 
+def _default_secret(secret: Object) -> None:
+    secret.setdefault("type", "Opaque")
+
+
 def _default_namespace(namespace: Object) -> None:
     spec = namespace.setdefault("spec", {})
     if isinstance(spec, dict):
@@ -258,7 +262,7 @@ _KINDS: dict[str, Kind] = {
         initial_status=_empty_status,
     ),
     "ConfigMap": Kind(validate=validation.validate_configmap),
-    "Secret": Kind(validate=validation.validate_secret),
+    "Secret": Kind(default=_default_secret, validate=validation.validate_secret),
     "Deployment": Kind(
         default=_default_deployment, validate=validation.validate_deployment,
         validate_update=validation.validate_deployment_update, initial_status=_empty_status,

@@ -17,7 +17,8 @@ Paths (as the kube-apiserver serves them):
 Verbs: GET (get, list, and watch with `?watch=1`), POST (create), PUT (update),
 PATCH (json, merge and strategic merge patches), DELETE (delete; on a collection,
 deletecollection). `Accept: application/json;as=Table;g=meta.k8s.io;v=v1` gets a
-Table (tables.py). Request bodies are JSON, at most `MAX_BODY` bytes.
+Table (tables.py). Request bodies are JSON or, for creates, updates and deletes, Kubernetes
+protobuf (protobuf.py), at most `MAX_BODY` bytes.
 
 Each request runs on a thread of its own (ThreadingHTTPServer); a watch holds its
 thread until the client goes away, `timeoutSeconds` passes, or the server stops.
@@ -38,7 +39,15 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from control.apiserver import discovery, errors, kubelet_proxy, metrics, subresources, tables
+from control.apiserver import (
+    discovery,
+    errors,
+    kubelet_proxy,
+    metrics,
+    protobuf,
+    subresources,
+    tables,
+)
 from control.apiserver.auth import Authenticator, User
 from control.apiserver.errors import ApiError, Target
 from control.apiserver.objects import Registry, Selectors, WatchEvent
@@ -296,8 +305,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _json_body(self, body: bytes) -> dict[str, Any]:
         content_type = (self.headers.get("Content-Type") or "application/json").split(";")[0]
+        if content_type.strip().lower() == protobuf.MEDIA_TYPE:  # Go clients' typed writes
+            return protobuf.request_body(body)
         if content_type not in ("application/json", "*/*", ""):
-            raise errors.unsupported_media_type(content_type)
+            raise protobuf.unsupported_body_type(content_type)
         try:
             value = json.loads(body or b"null")
         except ValueError as e:

@@ -83,7 +83,8 @@ def get_scale(registry: Registry, resource: ResourceType, namespace: str, name: 
 def set_scale(
     registry: Registry, resource: ResourceType, namespace: str, name: str, scale: Object
 ) -> Object:
-    replicas = (scale.get("spec") or {}).get("replicas")
+    # Absent is 0: Go encoders omit a zero spec.replicas.
+    replicas = (scale.get("spec") or {}).get("replicas", 0)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
         raise errors.invalid("Scale", Target("Scale", name), [
             Cause("FieldValueInvalid",

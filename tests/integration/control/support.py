@@ -17,16 +17,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for(probe: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """`probe()`'s first truthy value, polled every 0.1 s for at most `timeout` s."""
+def wait_for(
+    probe: Callable[[], Any], timeout: float = 20.0, *, what: str = "", interval: float = 0.1
+) -> Any:
+    """`probe()`'s first truthy value, polled every `interval` s for at most `timeout`
+    s; the error names `what` is awaited (else the probe)."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {probe}")
-        time.sleep(0.1)
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or probe}")
+        time.sleep(interval)
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
