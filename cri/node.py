@@ -48,12 +48,15 @@ class Node:
         return self.state_dir / "sandboxes"
 
     def ensure_sandbox_image(self) -> Image:
-        """The sandbox image; kubeling's pause is built and imported if missing."""
+        """The sandbox image. When missing (never there, or removed since), kubeling's
+        pause is built and imported, and any other sandbox image is pulled, as
+        containerd pulls its sandbox image on demand."""
         try:
             return self.images.get(self.sandbox_image)
         except image_errors.NotFound:
             if self.sandbox_image != DEFAULT_SANDBOX_IMAGE:
-                raise
+                log.info("pulling the sandbox image %s", self.sandbox_image)
+                return self.images.pull(self.sandbox_image)
         with tempfile.TemporaryDirectory(prefix="kubeling-pause-") as layout:
             build_image("pause", Path(layout), tag=DEFAULT_SANDBOX_IMAGE)
             self.images.import_archive(f"oci:{layout}:{DEFAULT_SANDBOX_IMAGE}")

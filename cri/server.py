@@ -42,6 +42,11 @@ DEFAULT_IMAGES_ROOT = "/var/lib/kubeling/images"
 DEFAULT_REGISTRIES = "/etc/kubeling/registries.toml"
 # The kubelet sends and accepts up to 16 MiB (gRPC's Python default is 4 MiB).
 MAX_MESSAGE = 16 * 1024 * 1024
+# Handler threads: one per call in progress. A kubelet starting ~100 pods at once has
+# as many pod workers calling; with fewer threads, quick status calls queue behind
+# other pods' sandbox and container creation (which mostly wait: on netlink,
+# iptables, the supervisor), and every pod's start is late.
+WORKERS = 64
 
 
 def build_server(
@@ -50,7 +55,7 @@ def build_server(
     *,
     node: Node | None = None,
     streaming: StreamingServer | None = None,
-    workers: int = 16,
+    workers: int = WORKERS,
 ) -> tuple[grpc.Server, RuntimeService]:
     """A started server bound to `socket_path` (an existing socket file is replaced).
     Without a `node` it serves images and runtime info only (no pods); without a

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 import grpc
@@ -58,9 +59,32 @@ def credentials(auth: api_pb2.AuthConfig) -> Credentials | None:
     return None
 
 
+# ImageFsInfo's figures are a walk of the whole image store (the images' files and
+# every container's writable layer); like containerd, which collects snapshot usage
+# periodically (every 10 s), they are reused for a while: the kubelet asks every
+# 10 s. A pull or an image removal through this service measures again at once.
+FS_USAGE_SECONDS = 30.0
+
+
 class ImageService(api_pb2_grpc.ImageServiceServicer):
     def __init__(self, store: ImageStore) -> None:
         self.store = store
+        self._usage_lock = threading.Lock()
+        self._usage: tuple[float, api_pb2.FilesystemUsage] | None = None  # (monotonic, usage)
+
+    def _fs_usage(self) -> api_pb2.FilesystemUsage:
+        with self._usage_lock:
+            cached = self._usage
+            if cached is not None and time.monotonic() - cached[0] < FS_USAGE_SECONDS:
+                return cached[1]
+            measured = time.monotonic()
+            usage = filesystem_usage(str(self.store.root))
+            self._usage = (measured, usage)
+            return usage
+
+    def _usage_changed(self) -> None:
+        with self._usage_lock:
+            self._usage = None
 
     def _find(self, ref: str) -> Image | None:
         try:
@@ -101,6 +125,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         if not request.image.image:
             raise InvalidArgument("image.image: an image reference is required")
         image = self.store.pull(request.image.image, credentials=credentials(request.auth))
+        self._usage_changed()
         return api_pb2.PullImageResponse(image_ref=image.id)
 
     @rpc
@@ -115,13 +140,14 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
                 self.store.remove(image.id)
             except NotFound:
                 pass  # removed meanwhile by a concurrent call: the same outcome
+            self._usage_changed()
         return api_pb2.RemoveImageResponse()
 
     @rpc
     def ImageFsInfo(
         self, request: api_pb2.ImageFsInfoRequest, context: grpc.ServicerContext
     ) -> api_pb2.ImageFsInfoResponse:
-        usage = filesystem_usage(str(self.store.root))
+        usage = self._fs_usage()
         return api_pb2.ImageFsInfoResponse(image_filesystems=[usage], container_filesystems=[usage])
 
 

@@ -11,13 +11,13 @@ once the cgroup is gone, writable_layer when the snapshot's usage cannot be read
 
 from __future__ import annotations
 
-import contextlib
 import time
+from collections.abc import Iterable
 
 from cri.api import api_pb2
 from cri.runtime_service.containers import Containers, rootfs_key
 from cri.runtime_service.usage import memory_usage
-from cri.store import ContainerRecord, ContainerState, NotFound
+from cri.store import ContainerRecord, ContainerState
 from images import errors as image_errors
 
 
@@ -40,13 +40,29 @@ def list_container_stats(
             pod_sandbox_id=wanted.pod_sandbox_id,
             label_selector=dict(wanted.label_selector),
         )
+    containers.refresh_selected(filter)
     stats = []
-    for listed in containers.node.store.list_containers(filter):
-        with contextlib.suppress(NotFound):
-            record = containers.refreshed(listed)
-            if record.state in (ContainerState.CREATED, ContainerState.RUNNING):
-                stats.append(_stats(containers, record))
+    for record in containers.node.store.list_containers(filter):
+        if record.state in (ContainerState.CREATED, ContainerState.RUNNING):
+            stats.append(_stats(containers, record))
     return api_pb2.ListContainerStatsResponse(stats=stats)
+
+
+def container_stats_by_sandbox(
+    containers: Containers, sandbox_ids: Iterable[str]
+) -> dict[str, list[api_pb2.ContainerStats]]:
+    """Sandbox id -> the stats of its created and running containers, for each of
+    `sandbox_ids`, the records brought up to date by one supervisor `list` and
+    gone through once (ListPodSandboxStats), not once per sandbox."""
+    by_sandbox: dict[str, list[api_pb2.ContainerStats]] = {i: [] for i in sandbox_ids}
+    if not by_sandbox:
+        return by_sandbox
+    containers.refresh_all()
+    for record in containers.node.store.list_containers():
+        wanted = by_sandbox.get(record.sandbox_id)
+        if wanted is not None and record.state in (ContainerState.CREATED, ContainerState.RUNNING):
+            wanted.append(_stats(containers, record))
+    return by_sandbox
 
 
 def _stats(containers: Containers, record: ContainerRecord) -> api_pb2.ContainerStats:

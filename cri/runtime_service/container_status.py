@@ -2,11 +2,12 @@
 (internal/cri/server/container_status.go, container_list.go).
 
 Both read records brought up to date from the supervisor first (Containers.current,
-Containers.refresh_all), so an exit the supervisor has recorded shows, and is
-announced, before it is reported. ContainerStatus's image is the image's first repo
-tag when it has one, else what the config asked for; its resources are those in the
-container's config.json (as UpdateContainerResources leaves them); `verbose` adds
-containerd's info map (pid, snapshot key, config, runtime spec).
+Containers.refresh_selected: only the records the filter selects), so an exit the
+supervisor has recorded shows, and is announced, before it is reported.
+ContainerStatus's image is the image's first repo tag when it has one, else what
+the config asked for; its resources are those in the container's config.json (as
+UpdateContainerResources leaves them); `verbose` adds containerd's info map (pid,
+snapshot key, config, runtime spec).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def list_containers(
     containers: Containers, request: api_pb2.ListContainersRequest
 ) -> api_pb2.ListContainersResponse:
     """ListContainers: the containers the filter selects, up to date."""
-    containers.refresh_all()
     filter = request.filter if request.HasField("filter") else None
+    containers.refresh_selected(filter)
     items = [to_container(r) for r in containers.node.store.list_containers(filter)]
     return api_pb2.ListContainersResponse(containers=items)

@@ -48,7 +48,8 @@ from cri.supervisor import InvalidState as SupervisorInvalidState
 from cri.supervisor import NotFound as SupervisorNotFound
 from images import errors as image_errors
 from runtime import errors as runtime_errors
-from runtime.cgroups import CgroupError, Manager, open_manager
+from runtime.cgroups import CgroupError, Layout, Manager, detect_layout
+from runtime.cgroups.base import parse_cgroups_path
 from runtime.mounts import unmount_rootfs
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,10 @@ log = logging.getLogger(__name__)
 REASON_COMPLETED = "Completed"
 REASON_ERROR = "Error"
 REASON_OOM_KILLED = "OOMKilled"
+# Up to this many records are refreshed with a supervisor `state` call each, more
+# with one `list` (which describes every container the supervisor has).
+FEW_CONTAINERS = 4
+LAYOUT_SECONDS = 60.0  # how long a detected cgroup layout is used (open_cgroup)
 
 
 def rootfs_key(container_id: str) -> str:
@@ -76,6 +81,7 @@ class Containers:
         self._publish = publish
         self._lock = threading.Lock()
         self._busy: dict[str, threading.Lock] = {}
+        self._cgroup_paths: dict[str, str] = {}  # id -> linux.cgroupsPath ("": none)
         # Held around each store write that creates, moves or removes a record and
         # the event announcing it, so that events go out in the order of the changes.
         self._transitions = threading.Lock()
@@ -112,7 +118,10 @@ class Containers:
     def start(self, id_or_prefix: str) -> None:
         container_id = self.node.store.resolve_id(Kind.CONTAINER, id_or_prefix)
         with self._container_lock(container_id):
-            record = self.refreshed(self.node.store.get_container(container_id))
+            # No refresh first: only Start moves a record out of CREATED but an exit,
+            # and the supervisor refuses to start one that is not created (a round
+            # trip saved per container while a node starts its pods).
+            record = self.node.store.get_container(container_id)
             if record.state is not ContainerState.CREATED:
                 raise runtime_errors.InvalidState(
                     f"container {container_id} is {record.state.value}, not CREATED"
@@ -120,6 +129,8 @@ class Containers:
             try:
                 info = self.node.supervisor.start(container_id)
             except SupervisorInvalidState as e:
+                with contextlib.suppress(NotFound):
+                    self.refreshed(record)  # it has exited: the record says so now
                 raise runtime_errors.InvalidState(str(e)) from None
             except SupervisorNotFound as e:
                 raise NotFound(str(e)) from None
@@ -162,6 +173,7 @@ class Containers:
             self._remove(self.node.store.get_container(container_id))
         with self._lock:
             self._busy.pop(container_id, None)
+            self._cgroup_paths.pop(container_id, None)
         self.cpu.forget(container_id)
 
     def _remove(self, record: ContainerRecord) -> None:
@@ -181,8 +193,20 @@ class Containers:
         log.info("container %s removed", record.id, extra={"container": record.id})
 
     def cgroup(self, record: ContainerRecord) -> Manager | None:
-        """The manager of the container's cgroup, if it still exists."""
-        return spec_cgroup(self.spec(record))
+        """The manager of the container's cgroup, if it still exists. Its path is
+        read from config.json once (nothing changes it after creation): stats ask
+        for it for every container every few seconds."""
+        with self._lock:
+            path = self._cgroup_paths.get(record.id)
+        if path is None:
+            spec = self.spec(record)
+            if spec is None:
+                return None
+            path = spec_cgroups_path(spec) or ""
+            with self._lock, contextlib.suppress(NotFound):
+                self.node.store.get_container(record.id)  # not removed meanwhile
+                self._cgroup_paths[record.id] = path
+        return open_cgroup(path) if path else None
 
     def spec(self, record: ContainerRecord) -> dict[str, Any] | None:
         """The container's config.json, or None if it cannot be read."""
@@ -268,11 +292,39 @@ class Containers:
 
     def refresh_all(self) -> None:
         """Bring every record up to date from one supervisor `list`."""
+        self._refresh_listed(self.node.store.list_containers())
+
+    def refresh_selected(self, filter: api_pb2.ContainerFilter | None) -> None:
+        """Bring the records `filter` selects up to date, whatever their state (the
+        state the filter asks for is the refreshed one): one supervisor `state` call
+        each when they are few (a pod's), else one `list`. Exited records are final,
+        so they cost nothing: a per-pod ListContainers never makes the supervisor
+        describe every container of the node."""
+        unstated = None
+        if filter is not None:
+            unstated = api_pb2.ContainerFilter()
+            unstated.CopyFrom(filter)
+            unstated.ClearField("state")
+        live = [
+            record
+            for record in self.node.store.list_containers(unstated)
+            if record.state is not ContainerState.EXITED
+        ]
+        if len(live) > FEW_CONTAINERS:
+            self._refresh_listed(live)
+            return
+        for record in live:
+            with contextlib.suppress(NotFound):
+                self.refreshed(record)
+
+    def _refresh_listed(self, records: list[ContainerRecord]) -> None:
+        if not any(record.state is not ContainerState.EXITED for record in records):
+            return
         try:
             infos = {info.id: info for info in self.node.supervisor.list()}
         except SupervisorNotFound:
             infos = {}
-        for record in self.node.store.list_containers():
+        for record in records:
             info = infos.get(record.id)
             if info is not None:
                 with contextlib.suppress(NotFound):
@@ -301,11 +353,53 @@ class Containers:
 
 def spec_cgroup(spec: dict[str, Any] | None) -> Manager | None:
     """The manager of the cgroup a config.json names, if that cgroup exists."""
+    path = spec_cgroups_path(spec)
+    return open_cgroup(path) if path else None
+
+
+def spec_cgroups_path(spec: dict[str, Any] | None) -> str | None:
+    """The linux.cgroupsPath of a config.json, if it has one."""
     try:
-        manager = open_manager(str(spec["linux"]["cgroupsPath"])) if spec else None
-    except (TypeError, KeyError, CgroupError):
+        path = spec["linux"]["cgroupsPath"] if spec else None
+    except (TypeError, KeyError):
         return None
-    return manager if manager is not None and manager.exists() else None
+    return str(path) if path else None
+
+
+def open_cgroup(cgroups_path: str) -> Manager | None:
+    """The manager of the cgroup at `cgroups_path`, if that cgroup exists (for
+    reading stats: the hierarchies' layout is the one detected at most
+    `LAYOUT_SECONDS` ago)."""
+    try:
+        manager = Manager(_LAYOUT.get(), parse_cgroups_path(cgroups_path))
+    except CgroupError:
+        return None
+    return manager if manager.exists() else None
+
+
+class _LayoutCache:
+    """The cgroup layout, detected again once it is `LAYOUT_SECONDS` old: detecting
+    it for every cgroup read (a listing of /sys/fs/cgroup and more) was a tenth of
+    the CRI server's work serving stats, while the hierarchies mounted do not change
+    under running containers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._layout: Layout | None = None
+        self._detected = 0.0
+
+    def get(self) -> Layout:
+        with self._lock:
+            now = time.monotonic()
+            if self._layout is None or now - self._detected > LAYOUT_SECONDS:
+                layout = detect_layout()
+                if not layout.v1_mounts and layout.unified_mount is None:
+                    raise CgroupError("no cgroup hierarchy found under /sys/fs/cgroup")
+                self._layout, self._detected = layout, now
+            return self._layout
+
+
+_LAYOUT = _LayoutCache()
 
 
 def parse_signal(name: str) -> int:

@@ -2,8 +2,8 @@
 (internal/cri/server/sandbox_stats_linux.go, sandbox_stats_list.go).
 
 Owns: putting a sandbox's figures together. Doesn't own: reading cgroups
-(runtime.cgroups), interface counters (cri.network, over rtnetlink inside the pod's
-network namespace), the containers' own stats (container_stats.py).
+(runtime.cgroups), interface counters (cri.network), the containers' own stats
+(container_stats.py).
 
 Where each figure comes from:
 - cpu, memory and process_count: the pod's cgroup, the sandbox's cgroup_parent (the
@@ -13,13 +13,20 @@ Where each figure comes from:
   included, so that cumulative CPU time never goes down). containerd reads only
   the cgroup parent and fails without one.
 - process_count: the processes in those cgroups at every level (cgroup.procs, so
-  the pause process counts, as it does in the pod cgroup the kubelet reads);
+  the pause process counts, as it does in the pod cgroup the kubelet reads; one
+  hierarchy is read, the pids controller's where there is one);
   containerd adds up its containers' pids, without the pause.
 - usage_nano_cores: the CPU time since the previous call for the same sandbox over
   the time between the two (0 on the first call), as for containers.
-- network: the counters of every interface but lo inside the pod's network
-  namespace, `default_interface` the pod's own (eth0), else the first; absent for a
-  host-network pod, and when the namespace cannot be read (logged).
+- network: the counters of the pod's own interface (eth0), which is also
+  `default_interface`, as containerd reports them. They are read from the host end
+  of the pod's veth pair (the host's net/dev, received and sent swapped, one read
+  for all the pods of a ListPodSandboxStats): entering each pod's namespace for
+  them (a thread and a netlink socket per pod) was most of the CRI server's CPU at
+  rest. A sandbox without a host end (a network set up by other means) gets
+  every interface but lo inside its namespace, over rtnetlink,
+  `default_interface` eth0 if there, else the first. Absent for a host-network pod,
+  and when the counters cannot be read (logged).
 - containers: the sandbox's created and running containers, as ListContainerStats
   gives them.
 
@@ -36,18 +43,19 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from cri.api import api_pb2
-from cri.network import NetworkError
+from cri.network import InterfaceStats, NetworkError
 from cri.node import Node
-from cri.runtime_service.container_stats import list_container_stats
-from cri.runtime_service.containers import Containers, spec_cgroup
+from cri.runtime_service.container_stats import container_stats_by_sandbox, list_container_stats
+from cri.runtime_service.containers import Containers, open_cgroup, spec_cgroup
 from cri.runtime_service.usage import CpuSamples, memory_usage
 from cri.store import NotFound, SandboxRecord, SandboxState
 from runtime import errors as runtime_errors
-from runtime.cgroups import CgroupError, Manager, open_manager
+from runtime.cgroups import CgroupError, Manager
+from runtime.cgroups.fs import read_pids
 from runtime.cgroups.stats import CgroupStats, CpuStats, MemoryStats
 
 log = logging.getLogger(__name__)
@@ -62,10 +70,23 @@ class SandboxStats:
         self._cpu = CpuSamples()
 
     def stats(self, id_or_prefix: str) -> api_pb2.PodSandboxStats:
+        record = self._ready(id_or_prefix)
+        return self._stats(record, self._counters([record]))
+
+    def _counters(self, records: list[SandboxRecord]) -> dict[str, InterfaceStats] | None:
+        """The pods' own interfaces' counters, from the host ends of their veth pairs
+        (None when they cannot be read: each pod's namespace is asked then)."""
+        try:
+            return self.node.network.pod_interface_stats(r.id for r in records if r.netns_path)
+        except NetworkError as e:
+            log.warning("interface counters: %s", e)
+            return None
+
+    def _ready(self, id_or_prefix: str) -> SandboxRecord:
         record = self.node.store.get_sandbox(id_or_prefix)  # NOT_FOUND names the id
         if record.state is not SandboxState.READY:
             raise runtime_errors.InvalidState(f"sandbox {record.id} is not ready")
-        return self._stats(record)
+        return record
 
     def list_stats(
         self, request: api_pb2.ListPodSandboxStatsRequest
@@ -76,14 +97,26 @@ class SandboxStats:
             label_selector=dict(wanted.label_selector),
             state=api_pb2.PodSandboxStateValue(state=api_pb2.SANDBOX_READY),
         )
+        records = self.node.store.list_sandboxes(filter)
+        # The containers' states and stats once for all sandboxes (one supervisor
+        # `list`), not once per sandbox.
+        by_sandbox = container_stats_by_sandbox(self.containers, (r.id for r in records))
+        counters = self._counters(records)
         stats = []
-        for record in self.node.store.list_sandboxes(filter):
+        for record in records:
             with contextlib.suppress(NotFound, runtime_errors.InvalidState):
-                stats.append(self.stats(record.id))
+                ready = self._ready(record.id)
+                stats.append(self._stats(ready, counters, by_sandbox[record.id]))
         self._cpu.retain({record.id for record in self.node.store.list_sandboxes()})
         return api_pb2.ListPodSandboxStatsResponse(stats=stats)
 
-    def _stats(self, record: SandboxRecord) -> api_pb2.PodSandboxStats:
+    def _stats(
+        self,
+        record: SandboxRecord,
+        counters: dict[str, InterfaceStats] | None,
+        containers: Sequence[api_pb2.ContainerStats] | None = None,
+    ) -> api_pb2.PodSandboxStats:
+        """`containers`: the sandbox's containers' stats, when the caller has them."""
         linux = api_pb2.LinuxPodSandboxStats()
         managers = self._cgroups(record)
         timestamp = time.time_ns()
@@ -93,23 +126,24 @@ class SandboxStats:
             linux.memory.CopyFrom(memory_usage(timestamp, sample))
         pids: set[int] = set()
         for manager in managers:
-            with contextlib.suppress(CgroupError):
-                pids.update(manager.pids())
+            with contextlib.suppress(CgroupError, OSError):
+                pids.update(process_ids(manager))
         linux.process.CopyFrom(
             api_pb2.ProcessUsage(
                 timestamp=timestamp, process_count=api_pb2.UInt64Value(value=len(pids))
             )
         )
-        network = self._network(record, timestamp)
+        network = self._network(record, timestamp, counters)
         if network is not None:
             linux.network.CopyFrom(network)
-        containers = list_container_stats(
-            self.containers,
-            api_pb2.ListContainerStatsRequest(
-                filter=api_pb2.ContainerStatsFilter(pod_sandbox_id=record.id)
-            ),
-        )
-        linux.containers.extend(containers.stats)
+        if containers is None:
+            containers = list_container_stats(
+                self.containers,
+                api_pb2.ListContainerStatsRequest(
+                    filter=api_pb2.ContainerStatsFilter(pod_sandbox_id=record.id)
+                ),
+            ).stats
+        linux.containers.extend(containers)
         return api_pb2.PodSandboxStats(
             attributes=api_pb2.PodSandboxAttributes(
                 id=record.id,
@@ -123,11 +157,8 @@ class SandboxStats:
     def _cgroups(self, record: SandboxRecord) -> list[Manager]:
         """The pod's cgroup if it has one, else the pause's and its containers'."""
         if record.cgroup_parent:
-            try:
-                pod = open_manager(record.cgroup_parent)
-            except CgroupError:
-                pod = None
-            if pod is not None and pod.exists():
+            pod = open_cgroup(record.cgroup_parent)
+            if pod is not None:
                 return [pod]
         managers = []
         pause = spec_cgroup(self._pause_spec(record))
@@ -148,11 +179,17 @@ class SandboxStats:
             return None
         return spec if isinstance(spec, dict) else None
 
-    def _network(self, record: SandboxRecord, timestamp: int) -> api_pb2.NetworkUsage | None:
+    def _network(
+        self, record: SandboxRecord, timestamp: int, host_ends: dict[str, InterfaceStats] | None
+    ) -> api_pb2.NetworkUsage | None:
         if not record.netns_path:
             return None  # the host's network
+        own = None if host_ends is None else host_ends.get(record.id)
         try:
-            counters = self.node.network.interface_stats(record.netns_path)
+            if own is not None:
+                counters = [own]
+            else:  # no host end of a veth: whatever the namespace itself has
+                counters = self.node.network.interface_stats(record.netns_path)
         except (NetworkError, OSError) as e:
             log.warning(
                 "sandbox %s: interface counters: %s", record.id, e, extra={"sandbox": record.id}
@@ -174,6 +211,16 @@ class SandboxStats:
         if chosen is not None:
             usage.default_interface.CopyFrom(chosen)
         return usage
+
+
+def process_ids(manager: Manager) -> set[int]:
+    """The processes in the cgroup and its descendants, from one hierarchy: the pids
+    controller's, else the unified one, else any (the runtime puts a process in the
+    same cgroup of every hierarchy). Walking every hierarchy (a dozen on cgroup v1)
+    found the same pids, at a dozen times the cost, for every pod every few seconds."""
+    paths = manager.paths
+    directory = paths.get("pids") or paths.get("") or next(iter(paths.values()), None)
+    return set() if directory is None else read_pids(directory)
 
 
 def sum_stats(samples: Iterable[CgroupStats]) -> CgroupStats:

@@ -1,7 +1,10 @@
 """What the supervisor keeps on disk about each container, so that a restarted
 supervisor can re-adopt them: `<state>/containers/<id>.json`, one JSON object each
-(the fields of `ContainerRecord`), replaced atomically (temporary file, fsync,
-rename) on every change of status.
+(the fields of `ContainerRecord`), replaced atomically (temporary file, rename) on
+every change of status. Not fsynced: a record describes processes, and a crash of
+the machine ends them all (runc and containerd keep such state on tmpfs), while a
+crash of the supervisor loses nothing written; three fsyncs per container were a
+tenth of the supervisor's time when 100 pods start at once.
 
 A record is written with status "creating" *before* the runtime creates the
 container, so that a supervisor killed half way through `create` finds it and
@@ -19,7 +22,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cri.supervisor.protocol import ContainerInfo, Status
-from runtime.state import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,14 @@ class RecordStore:
         return os.path.join(self.directory, f"{container_id}.json")
 
     def save(self, record: ContainerRecord) -> None:
-        atomic_write(self._path(record.id), record.to_json(), 0o600)
+        path = self._path(record.id)
+        temporary = os.path.join(self.directory, f".{record.id}.json.{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, record.to_json())
+        finally:
+            os.close(fd)
+        os.rename(temporary, path)
 
     def remove(self, container_id: str) -> None:
         try:

@@ -244,6 +244,15 @@ def test_two_pods_reach_each_other_and_the_gateway(net: Net) -> None:
     assert stats.name == "eth0"
     assert stats.rx_bytes > 0 and stats.tx_bytes > 0
     assert stats.rx_errors == stats.tx_errors == 0
+    # The same counters from the host end of the pair, swapped (a later read: a stray
+    # neighbour or router packet may have gone by since).
+    counters = net.manager.pod_interface_stats(["sb-a", "sb-b", "sb-none"])
+    assert sorted(counters) == ["sb-a", "sb-b"]  # sb-none has no veth pair
+    own = counters["sb-a"]
+    assert own.name == "eth0"
+    assert stats.rx_bytes <= own.rx_bytes < stats.rx_bytes + 4096
+    assert stats.tx_bytes <= own.tx_bytes < stats.tx_bytes + 4096
+    assert own.rx_errors == own.tx_errors == 0
 
 
 def test_host_port_dnat(net: Net) -> None:
