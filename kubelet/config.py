@@ -22,6 +22,9 @@ class KubeletConfig:
     # Pod directories (volumes, the managed /etc/hosts), the serving certificate,
     # checkpoints: <root_dir>/pods/<uid>/..., like /var/lib/kubelet.
     root_dir: Path = Path(DEFAULT_ROOT_DIR)
+    # Container logs, <dir>/<namespace>_<name>_<uid>/<container>/<n>.log, as
+    # /var/log/pods. None: <root_dir>/pod-logs (follows root_dir when that is set later).
+    pod_logs_dir: Path | None = None
     pod_manifest_path: Path | None = None  # static pods; None: no static pods
     # The node HTTP API (HTTPS). Port 0 picks a free port (tests); the bound port is
     # what the Node's status.daemonEndpoints.kubeletEndpoint.port reports.
@@ -44,7 +47,9 @@ class KubeletConfig:
     cgroup_root: str = "/"
     node_status_update_frequency: float = 10.0
     node_lease_duration_seconds: int = 40
-    sync_frequency: float = 10.0  # seconds between resyncs of a pod with nothing new
+    # Seconds between resyncs of a pod with nothing new (the PLEG and watches wake a
+    # pod's worker on every change); 1 min, as the kubelet's default.
+    sync_frequency: float = 60.0
     pleg_relist_period: float = 1.0  # seconds between relists of the runtime's state
     file_check_frequency: float = 20.0  # static pod manifests
     runtime_request_timeout: float = 120.0
@@ -59,6 +64,22 @@ class KubeletConfig:
     eviction_hard: dict[str, str] = field(
         default_factory=lambda: {"memory.available": "100Mi", "nodefs.available": "10%"}
     )
+    # Soft thresholds act once met for their grace period (seconds, per signal); a met
+    # threshold holds until the signal is above it by its minimum reclaim.
+    eviction_soft: dict[str, str] = field(default_factory=dict)
+    eviction_soft_grace_period: dict[str, float] = field(default_factory=dict)
+    eviction_minimum_reclaim: dict[str, str] = field(default_factory=dict)
+    eviction_max_pod_grace_period: int = 0  # soft evictions; negative: the pod's own
+    eviction_pressure_transition_period: float = 300.0  # a pressure condition holds so long
+    eviction_monitoring_interval: float = 10.0  # seconds between eviction passes
+    # Image GC: at image_gc_high_threshold percent of the image filesystem used, unused
+    # images go until image_gc_low_threshold; none younger than the minimum age.
+    image_gc_high_threshold: int = 85
+    image_gc_low_threshold: int = 80
+    image_minimum_gc_age: float = 120.0
+    image_gc_period: float = 300.0
+    # The sandbox image: never collected (also learned from the runtime's sandboxes).
+    pod_infra_container_image: str = "kubeling.local/pause:latest"
     # Dead containers kept per pod container (the kubelet keeps 1 plus the running one).
     max_dead_containers_per_container: int = 1
     node_labels: dict[str, str] = field(default_factory=dict)
@@ -70,3 +91,8 @@ class KubeletConfig:
 
     def pod_dir(self, pod_uid: str) -> Path:
         return self.pods_dir / pod_uid
+
+    @property
+    def pod_logs_root(self) -> Path:
+        """Where the pods' log directories are: pod_logs_dir or <root_dir>/pod-logs."""
+        return self.pod_logs_dir if self.pod_logs_dir is not None else self.root_dir / "pod-logs"

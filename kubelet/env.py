@@ -511,32 +511,38 @@ def _value_from(
     if "resourceFieldRef" in source:
         return resource_value(source["resourceFieldRef"], pod, container, node_amounts())
     if "configMapKeyRef" in source:
-        ref = source["configMapKeyRef"]
-        found = config_map(ref["name"])
-        if found is None:
-            if ref.get("optional"):
-                return None
-            raise ConfigError(f'configmap "{ref["name"]}" not found')
-        data = found.get("data") or {}
-        if ref["key"] not in data:
-            if ref.get("optional"):
-                return None
-            raise ConfigError(
-                f"couldn't find key {ref['key']} in ConfigMap {namespace}/{ref['name']}"
-            )
-        return str(data[ref["key"]])
+        return _key_ref(source["configMapKeyRef"], "ConfigMap", namespace, config_map,
+                        _config_map_values)  # fmt: skip
     if "secretKeyRef" in source:
-        ref = source["secretKeyRef"]
-        found = secret(ref["name"])
-        if found is None:
-            if ref.get("optional"):
-                return None
-            raise ConfigError(f'secret "{ref["name"]}" not found')
-        decoded = secret_data(found)
-        if ref["key"] not in decoded:
-            if ref.get("optional"):
-                return None
-            where = f"{namespace}/{ref['name']}"
-            raise ConfigError(f"couldn't find key {ref['key']} in Secret {where}")
-        return decoded[ref["key"]].decode(errors="surrogateescape")
+        return _key_ref(source["secretKeyRef"], "Secret", namespace, secret, _secret_values)
     raise ConfigError(f"valueFrom: unsupported source {sorted(source)}")
+
+
+def _config_map_values(config_map: Object) -> dict[str, str]:
+    return {k: str(v) for k, v in (config_map.get("data") or {}).items()}
+
+
+def _secret_values(secret: Object) -> dict[str, str]:
+    return {k: v.decode(errors="surrogateescape") for k, v in secret_data(secret).items()}
+
+
+def _key_ref(
+    ref: Object,
+    kind: str,
+    namespace: str,
+    fetch: Callable[[str], Object | None],
+    values: Callable[[Object], Mapping[str, str]],
+) -> str | None:
+    """A configMapKeyRef or secretKeyRef: the key's value; None when the object or
+    the key is missing and the ref is optional, else ConfigError."""
+    found = fetch(ref["name"])
+    if found is None:
+        if ref.get("optional"):
+            return None
+        raise ConfigError(f'{kind.lower()} "{ref["name"]}" not found')
+    data = values(found)
+    if ref["key"] not in data:
+        if ref.get("optional"):
+            return None
+        raise ConfigError(f"couldn't find key {ref['key']} in {kind} {namespace}/{ref['name']}")
+    return data[ref["key"]]

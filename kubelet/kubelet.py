@@ -6,7 +6,9 @@
 `run` order: wait for the CRI runtime (its name goes into containerIDs), start the node
 HTTP API (its port goes into the Node), register the Node, then run side by side: the
 node agent (lease, status), the PLEG relist, the pod sources (API watch, static
-manifests) and housekeeping. The pod workers start as pods appear. On stop: the
+manifests), housekeeping, the eviction manager (kubelet/eviction.py: the node's
+pressure conditions, admission and evictions) and image GC (kubelet/image_gc.py). The
+pod workers start as pods appear. On stop: the
 workers and loops end; containers, sandboxes and mirror pods stay, as the kubelet
 leaves them, and the next kubelet adopts them.
 
@@ -16,10 +18,11 @@ message), so the pod sync in kubelet/pods depends only on its own seams.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,8 @@ from kubelet import lifecycle
 from kubelet.config import KubeletConfig
 from kubelet.cri_client import CriClient
 from kubelet.events import WARNING, EventRecorder
+from kubelet.eviction import EvictionManager, parse_thresholds
+from kubelet.image_gc import ImageGC
 from kubelet.node import NodeAgent
 from kubelet.pods.backoff import Backoff
 from kubelet.pods.cgroups import PodCgroups
@@ -79,10 +84,16 @@ class _Volumes:
             raise SyncError(e.reason, e.message) from e
 
     def mounts(
-        self, pod: dict[str, Any], container: dict[str, Any], volumes: dict[str, Path]
+        self,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        volumes: dict[str, Path],
+        *,
+        pod_ip: str,
+        env: Sequence[api_pb2.KeyValue],
     ) -> list[api_pb2.Mount]:
         try:
-            return self.manager.mounts(pod, container, volumes)
+            return self.manager.mounts(pod, container, volumes, pod_ip=pod_ip, env=env)
         except VolumeError as e:
             raise SyncError(e.reason, e.message) from e
 
@@ -103,9 +114,26 @@ class Kubelet:
         self.server = NodeServer(config, self.cri, self.pods)
         self.pleg = Pleg(self.cri, period=config.pleg_relist_period, on_change=self._wake,
                          timeout=config.runtime_request_timeout)  # fmt: skip
+        self.image_gc = ImageGC(
+            self.cri, high_threshold=config.image_gc_high_threshold,
+            low_threshold=config.image_gc_low_threshold,
+            minimum_age=config.image_minimum_gc_age,
+            sandbox_images=[config.pod_infra_container_image], period=config.image_gc_period,
+            timeout=config.runtime_request_timeout, events=self.events, node=self._node_object,
+        )  # fmt: skip
+        self.eviction = EvictionManager(
+            parse_thresholds(config.eviction_hard, config.eviction_soft,
+                             config.eviction_soft_grace_period, config.eviction_minimum_reclaim),
+            stats=self.server.stats.collect, pods=self.pods, evict=self._evict,
+            reclaim_disk=[self._collect_dead_containers, self.image_gc.delete_unused],
+            events=self.events, transition_period=config.eviction_pressure_transition_period,
+            monitoring_interval=config.eviction_monitoring_interval,
+            max_pod_grace_period=config.eviction_max_pod_grace_period,
+        )  # fmt: skip
         self.node_agent = NodeAgent(
             self.client, config, self.cri, self.events,
             kubelet_port=lambda: self.server.port, pleg_healthy=self.pleg.healthy,
+            pressure=self.eviction,
         )  # fmt: skip
         self.runtime_info = RuntimeInfo()
         self._host_ip = config.node_ip
@@ -118,7 +146,8 @@ class Kubelet:
             env=self._env,
             dns=self._dns,
             hostname=self._hostname,
-            run_handler=self._run_handler,
+            post_start=functools.partial(lifecycle.run_post_start, self.cri, self.events),
+            pre_stop=functools.partial(lifecycle.run_pre_stop, self.cri, self.events),
         )
         puller = ImagePuller(
             self.cri, self.client, self.events,
@@ -143,7 +172,9 @@ class Kubelet:
                          and uid in self.manager.desired(),
                          timeout=config.runtime_request_timeout)  # fmt: skip
         self.manager = PodManager(config, self.client, context, self.pleg, gc, cgroups,
-                                  node=self._node_object)  # fmt: skip
+                                  node=self._node_object,
+                                  orphaned_volumes=self.volumes.cleanup_orphans)  # fmt: skip
+        self.manager.admitters.append(self.eviction.admit)
 
     # -- what other components ask ---------------------------------------------------------
 
@@ -157,6 +188,20 @@ class Kubelet:
 
     def _node_facts(self) -> NodeFacts:
         return NodeFacts(host_ip=self._host_ip, memory_capacity=self._memory)
+
+    def _evict(self, pod: dict[str, Any], grace: int, message: str,
+               condition: dict[str, Any]) -> bool:  # fmt: skip
+        """The eviction manager's kill: the pod's worker makes it Failed/Evicted."""
+        uid = str((pod.get("metadata") or {}).get("uid", ""))
+        worker = self.manager.worker(uid) if self.manager is not None else None
+        if worker is None:
+            return False
+        worker.fail("Evicted", message, grace=grace, condition=condition)
+        return True
+
+    def _collect_dead_containers(self) -> None:
+        if self.manager is not None:
+            self.manager.gc.collect()
 
     def _node_object(self) -> dict[str, Any] | None:
         node = self.node_agent.node()
@@ -192,18 +237,6 @@ class Kubelet:
             return dns_config.hostname(pod, cluster_domain=self.config.cluster_domain)
         except dns_config.DNSError as e:
             raise SyncError("DNSConfigForming", str(e)) from e
-
-    def _run_handler(
-        self,
-        handler: dict[str, Any],
-        pod: dict[str, Any],
-        container: dict[str, Any],
-        container_id: str,
-        pod_ip: str,
-        timeout: float,
-    ) -> str | None:
-        return lifecycle.run_handler(self.cri, handler, pod, container, container_id,
-                                     pod_ip, timeout)  # fmt: skip
 
     # -- running -------------------------------------------------------------------------
 
@@ -250,6 +283,8 @@ class Kubelet:
                 ("pod-watch", manager.run_api_source),
                 ("static-pods", manager.run_static_source),
                 ("housekeeping", manager.run_housekeeping),
+                ("eviction", self.eviction.run),
+                ("image-gc", self.image_gc.run),
             ]
             for name, loop in loops:
                 thread = threading.Thread(target=loop, args=(stop,), name=name, daemon=True)

@@ -16,8 +16,9 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from kubelet.config import DEFAULT_PORT, DEFAULT_ROOT_DIR, KubeletConfig
 from kubelet.cri_client import DEFAULT_ENDPOINT
@@ -102,6 +103,36 @@ def _labels(text: str) -> dict[str, str]:
     return labels
 
 
+def _signal_map(separator: str, value_type: Callable[[str], Any] = str) -> Callable[[str], Any]:
+    """The kubelet's eviction flag syntax: "memory.available<100Mi,nodefs.available<10%"
+    (`<` for thresholds), "memory.available=1m30s" (`=` for grace periods, reclaims)."""
+
+    def parse(text: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for part in text.split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.partition(separator)
+            if not sep or not key.strip() or not value.strip():
+                raise argparse.ArgumentTypeError(
+                    f"invalid eviction setting {part!r} (expected signal{separator}value)"
+                )
+            found[key.strip()] = value_type(value.strip())
+        return found
+
+    return parse
+
+
+def _percent(text: str) -> int:
+    try:
+        value = int(text.strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid percentage {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"invalid percentage {text!r}: not in 0..100")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{PROG}: {message}\n")
@@ -114,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-name", default="", help="default: the host name, lower case")
     p.add_argument("--container-runtime-endpoint", default=DEFAULT_ENDPOINT)
     p.add_argument("--root-dir", type=Path, default=Path(DEFAULT_ROOT_DIR))
+    p.add_argument("--pod-logs-dir", type=Path, default=None,
+                   help="container log directories; default: <root-dir>/pod-logs")  # fmt: skip
     p.add_argument("--pod-manifest-path", type=Path, default=None,
                    help="directory of static pod manifests")  # fmt: skip
     p.add_argument("--address", type=_ip, default="0.0.0.0")
@@ -130,13 +163,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cgroup-root", default="/")
     p.add_argument("--node-labels", type=_labels, default={})
     p.add_argument("--node-status-update-frequency", type=parse_duration, default=10.0)
-    p.add_argument("--sync-frequency", type=parse_duration, default=10.0)
+    p.add_argument("--sync-frequency", type=parse_duration, default=60.0)
     p.add_argument("--file-check-frequency", type=parse_duration, default=20.0)
     p.add_argument("--runtime-request-timeout", type=parse_duration, default=120.0)
     p.add_argument("--image-pull-progress-deadline", type=parse_duration, default=600.0)
     p.add_argument("--serialize-image-pulls", type=lambda s: s.lower() in ("true", "1", "yes"),
                    default=True)  # fmt: skip
     p.add_argument("--max-dead-containers-per-container", type=_positive_int, default=1)
+    p.add_argument("--eviction-hard", type=_signal_map("<"), default=None,
+                   help='default "memory.available<100Mi,nodefs.available<10%%"')  # fmt: skip
+    p.add_argument("--eviction-soft", type=_signal_map("<"), default={})
+    p.add_argument("--eviction-soft-grace-period", type=_signal_map("=", parse_duration),
+                   default={}, help='e.g. "memory.available=1m30s"')  # fmt: skip
+    p.add_argument("--eviction-minimum-reclaim", type=_signal_map("="), default={},
+                   help='e.g. "memory.available=0Mi,nodefs.available=500Mi"')  # fmt: skip
+    p.add_argument("--eviction-max-pod-grace-period", type=int, default=0)
+    p.add_argument("--eviction-pressure-transition-period", type=parse_duration, default=300.0)
+    p.add_argument("--image-gc-high-threshold", type=_percent, default=85)
+    p.add_argument("--image-gc-low-threshold", type=_percent, default=80)
+    p.add_argument("--image-minimum-gc-age", type=parse_duration, default=120.0)
+    p.add_argument("--pod-infra-container-image", default="kubeling.local/pause:latest",
+                   help="the sandbox image, never garbage-collected")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -146,6 +193,7 @@ def config_from_args(args: argparse.Namespace) -> KubeletConfig:
         kubeconfig=args.kubeconfig,
         container_runtime_endpoint=args.container_runtime_endpoint,
         root_dir=args.root_dir,
+        pod_logs_dir=args.pod_logs_dir,
         pod_manifest_path=args.pod_manifest_path,
         address=args.address,
         port=args.port,
@@ -167,9 +215,20 @@ def config_from_args(args: argparse.Namespace) -> KubeletConfig:
         image_pull_progress_deadline=args.image_pull_progress_deadline,
         serialize_image_pulls=args.serialize_image_pulls,
         max_dead_containers_per_container=args.max_dead_containers_per_container,
+        eviction_soft=args.eviction_soft,
+        eviction_soft_grace_period=args.eviction_soft_grace_period,
+        eviction_minimum_reclaim=args.eviction_minimum_reclaim,
+        eviction_max_pod_grace_period=args.eviction_max_pod_grace_period,
+        eviction_pressure_transition_period=args.eviction_pressure_transition_period,
+        image_gc_high_threshold=args.image_gc_high_threshold,
+        image_gc_low_threshold=args.image_gc_low_threshold,
+        image_minimum_gc_age=args.image_minimum_gc_age,
+        pod_infra_container_image=args.pod_infra_container_image,
     )
     if args.node_name:
         config.node_name = args.node_name.lower()
+    if args.eviction_hard is not None:  # given: it replaces the defaults, as the kubelet's
+        config.eviction_hard = args.eviction_hard
     return config
 
 
@@ -184,6 +243,19 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = config_from_args(args)
+    from kubelet.eviction import parse_thresholds
+    from kubelet.image_gc import check_thresholds
+
+    try:
+        parse_thresholds(
+            config.eviction_hard,
+            config.eviction_soft,
+            config.eviction_soft_grace_period,
+            config.eviction_minimum_reclaim,
+        )
+        check_thresholds(config.image_gc_high_threshold, config.image_gc_low_threshold)
+    except ValueError as e:
+        parser.error(str(e))
     from kubelet.kubelet import Kubelet  # after the flags: a usage error needs no grpc
 
     try:

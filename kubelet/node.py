@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -315,6 +315,22 @@ def pressure_conditions(
     pids = _below(
         usage.pids_max - usage.pids_used, eviction_hard.get("pid.available"), usage.pids_max
     )
+    return pressure_list(memory, disk, pids)
+
+
+class Pressure(Protocol):
+    """The eviction manager's view of the node (kubelet.eviction.EvictionManager):
+    with thresholds that hold for the pressure transition period."""
+
+    def memory_pressure(self) -> bool: ...
+
+    def disk_pressure(self) -> bool: ...
+
+    def pid_pressure(self) -> bool: ...
+
+
+def pressure_list(memory: bool, disk: bool, pids: bool) -> list[Condition]:
+    """The three pressure conditions, given which are under pressure."""
     out = []
     for kind, pressed in (
         ("MemoryPressure", memory),
@@ -413,7 +429,8 @@ class NodeAgent:
 
     `kubelet_port` gives the node HTTP API's bound port (known once it listens);
     `pleg_healthy`, when given, is asked on every check and keeps the node NotReady
-    while it says False."""
+    while it says False; `pressure` (the eviction manager), when given, decides the
+    pressure conditions in place of the hard thresholds checked here."""
 
     def __init__(
         self,
@@ -424,6 +441,7 @@ class NodeAgent:
         *,
         kubelet_port: Callable[[], int],
         pleg_healthy: Callable[[], bool] | None = None,
+        pressure: Pressure | None = None,
         host: Host | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -433,6 +451,7 @@ class NodeAgent:
         self.events = events
         self.kubelet_port = kubelet_port
         self.pleg_healthy = pleg_healthy
+        self.pressure = pressure
         self.host = host or Host(config.root_dir)
         self.clock = clock
         self.name = config.node_name
@@ -559,12 +578,19 @@ class NodeAgent:
         return node_images(response.images)
 
     def conditions(self) -> list[Condition]:
-        usage = self.host.usage()
+        if self.pressure is not None:
+            pressure = self.pressure
+            pressed = pressure_list(pressure.memory_pressure(), pressure.disk_pressure(),
+                                    pressure.pid_pressure())  # fmt: skip
+        else:
+            pressed = pressure_conditions(
+                self.host.usage(), self._machine.memory_bytes, self.config.eviction_hard
+            )
         problems = []
         if self.pleg_healthy is not None and not self.pleg_healthy():
             problems.append("PLEG is not healthy: the runtime's state was not relisted lately")
         return [
-            *pressure_conditions(usage, self._machine.memory_bytes, self.config.eviction_hard),
+            *pressed,
             ready_condition(self._runtime_status(), problems),
         ]
 

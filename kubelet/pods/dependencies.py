@@ -9,12 +9,13 @@ The other components raise their own errors; the wiring turns those into
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from cri.api import api_pb2
+from kubelet.probes.spec import ProbeType
 
 
 class SyncError(Exception):
@@ -30,7 +31,13 @@ class Volumes(Protocol):
     def setup(self, pod: dict[str, Any]) -> dict[str, Path]: ...
 
     def mounts(
-        self, pod: dict[str, Any], container: dict[str, Any], volumes: dict[str, Path]
+        self,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        volumes: dict[str, Path],
+        *,
+        pod_ip: str,
+        env: Sequence[api_pb2.KeyValue],
     ) -> list[api_pb2.Mount]: ...
 
     def teardown(self, pod_uid: str) -> None: ...
@@ -59,6 +66,8 @@ class Probes(Protocol):
 
     def liveness_failed(self, container_id: str) -> str | None: ...
 
+    def failed_probe(self, container_id: str) -> ProbeType | None: ...
+
 
 class Events(Protocol):
     def record(
@@ -73,8 +82,12 @@ EnvFunc = Callable[..., list[api_pb2.KeyValue]]
 DnsFunc = Callable[[dict[str, Any]], api_pb2.DNSConfig]
 # pod -> the sandbox's hostname
 HostnameFunc = Callable[[dict[str, Any]], str]
-# (handler, pod, container, container_id, pod_ip, timeout) -> None or the error
-HandlerFunc = Callable[..., "str | None"]
+# (pod, container, container_id, pod_ip, *, timeout) -> None, or the error (already
+# recorded as a FailedPostStartHook event): kubelet.lifecycle.run_post_start
+PostStartFunc = Callable[..., "str | None"]
+# (pod, container, container_id, pod_ip, *, grace_period) -> the seconds left for
+# StopContainer (at least 2): kubelet.lifecycle.run_pre_stop
+PreStopFunc = Callable[..., float]
 
 
 @dataclass
@@ -87,4 +100,5 @@ class Collaborators:
     env: EnvFunc
     dns: DnsFunc
     hostname: HostnameFunc
-    run_handler: HandlerFunc
+    post_start: PostStartFunc
+    pre_stop: PreStopFunc

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -91,19 +92,17 @@ class ContainerGC:
         )
         found = plan(sandboxes, containers, keep=self.keep, live=self.live)
         for container_id in found.containers:
-            try:
-                self.cri.runtime.RemoveContainer(
-                    api_pb2.RemoveContainerRequest(container_id=container_id), timeout=self.timeout
-                )
-                log.debug("gc: removed container %s", container_id[:12])
-            except grpc.RpcError as e:
-                log.warning("gc: remove container %s: %s", container_id[:12], e.details())
+            self._remove("container", container_id, self.cri.runtime.RemoveContainer,
+                         api_pb2.RemoveContainerRequest(container_id=container_id))  # fmt: skip
         for sandbox_id in found.sandboxes:
-            try:
-                self.cri.runtime.RemovePodSandbox(
-                    api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=self.timeout
-                )
-                log.debug("gc: removed sandbox %s", sandbox_id[:12])
-            except grpc.RpcError as e:
-                log.warning("gc: remove sandbox %s: %s", sandbox_id[:12], e.details())
+            self._remove("sandbox", sandbox_id, self.cri.runtime.RemovePodSandbox,
+                         api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id))  # fmt: skip
         return found
+
+    def _remove(self, kind: str, id_: str, call: Callable[..., Any], request: Any) -> None:
+        """One removal; a failure is logged and retried on the next collection."""
+        try:
+            call(request, timeout=self.timeout)
+            log.debug("gc: removed %s %s", kind, id_[:12])
+        except grpc.RpcError as e:
+            log.warning("gc: remove %s %s: %s", kind, id_[:12], e.details())

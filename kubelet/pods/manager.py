@@ -12,7 +12,8 @@ sources and housekeeping):
   the PLEG and the probes.
 - Housekeeping (every HOUSEKEEPING_SECONDS, once both sources have been read): pods
   the runtime holds that nobody desires (deleted while the kubelet was down) get a
-  terminating worker; mirror pods are reconciled; dead containers are collected.
+  terminating worker; mirror pods are reconciled; the directories (volumes) of pods
+  nobody knows any more are removed; dead containers are collected.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class PodManager:
         node: Callable[[], dict[str, Any] | None],
         clock: Callable[[], float] = time.monotonic,
         new_worker: Callable[[WorkerContext, str, dict[str, Any]], PodWorker] = PodWorker,
+        orphaned_volumes: Callable[[set[str]], list[str]] | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -79,6 +81,8 @@ class PodManager:
         self.node = node
         self.clock = clock
         self.new_worker = new_worker
+        # Removes the pod directories of uids not in the set (VolumeManager.cleanup_orphans).
+        self.orphaned_volumes = orphaned_volumes
         context.status_target = self.status_target
         context.on_exit = self._worker_done
         self._lock = threading.RLock()
@@ -94,6 +98,8 @@ class PodManager:
         self._watch: Any = None
         self._last_gc = 0.0
         self.gc_period = GC_SECONDS  # the kubelet collects dead containers every minute
+        # Admission checks of new pods: None admits, (reason, message) rejects.
+        self.admitters: list[Callable[[dict[str, Any]], tuple[str, str] | None]] = []
 
     # -- queries -------------------------------------------------------------------------
 
@@ -146,13 +152,21 @@ class PodManager:
                 return  # finished before this kubelet saw it; nothing of it runs here
             active = sum(1 for w in self._workers.values() if w.active)
             rejected = not known and not deleting and active >= self.config.max_pods
-            if not rejected:
+            # The other admission checks (the eviction manager's node pressure):
+            # (reason, message) of the first that refuses a new pod.
+            refusal = None
+            if not rejected and not known and not deleting:
+                refusal = next(filter(None, (admit(pod) for admit in self.admitters)), None)
+            if not rejected and refusal is None:
                 worker = self.new_worker(self.context, uid, pod)
                 self._workers[uid] = worker
         if rejected:
             self._reject(pod, "OutOfpods", "Pod was rejected: Node didn't have enough "
                          f"resource: pods, requested: 1, used: {active}, capacity: "
                          f"{self.config.max_pods}")  # fmt: skip
+            return
+        if refusal is not None:
+            self._reject(pod, *refusal)
             return
         assert worker is not None
         log.debug("pod %s: new worker", configs.pod_full_name(pod))
@@ -365,6 +379,7 @@ class PodManager:
                                    "namespace": namespace or "default"},
                       "spec": {"terminationGracePeriodSeconds": ORPHAN_GRACE_SECONDS}}  # fmt: skip
             self._remove(uid, orphan)
+        self._remove_orphaned_volumes()
         self.sync_mirror_pods()
         self._update_qos(desired)
         now = self.clock()
@@ -374,6 +389,20 @@ class PodManager:
         if now - self._last_gc >= self.gc_period:
             self._last_gc = now
             self.gc.collect()
+
+    def _remove_orphaned_volumes(self) -> None:
+        """The pod directories of pods no source desires, no worker handles (a
+        terminating worker removes its own) and the runtime has no containers of: left
+        by a kubelet that stopped mid-removal. Under the lock, so no new pod gets a
+        worker (and makes its directory) between taking the set and the removal."""
+        if self.orphaned_volumes is None:
+            return
+        in_runtime = self.pleg.pods()  # before the lock: the PLEG calls back into wake()
+        with self._lock:
+            active = set(self._api) | set(self._static) | set(self._workers) | in_runtime
+            removed = self.orphaned_volumes(active)
+        for uid in removed:
+            log.info("pod %s: orphaned pod directory removed", uid)
 
     def _update_qos(self, desired: dict[str, dict[str, Any]]) -> None:
         shares = 0

@@ -5,20 +5,26 @@ records events, and says why a container waits.
 `sync_pod` steps, in order:
 1. kill the pod's containers and sandbox when the actions say so (a new sandbox, or
    nothing left to run), then the single containers to kill (spec changed, liveness);
-2. the pod directory, the pod cgroup and the volumes (refreshed on every sync);
+2. the pod directory, the pod cgroup and the volumes: on every sync of a pod that
+   runs, even with nothing to start, so ConfigMap, Secret and downwardAPI changes
+   reach running containers within a sync period (the worker resyncs every
+   sync_frequency);
 3. a new sandbox (RunPodSandbox) when needed, and its IP;
 4. the next init container, or the app containers to start: each after its restart
    back-off, image pull, environment and mounts; CreateContainer, StartContainer,
    postStart hook (a failure kills the container), probes.
 
-`kill_pod` runs preStop hooks and stops every running container in parallel with the
-pod's grace period (less the time the hook took, at least 2 s as the kubelet), then
-stops the sandboxes. `remove_pod` removes what is left once the pod is gone.
+`kill_pod` runs preStop hooks and stops every running container in parallel, each
+with its grace period (kubelet.lifecycle.termination_grace_period: the deletion's,
+a failed probe's own, or the pod's), less the time the hook took and at least 2 s
+(kubelet.lifecycle.run_pre_stop), then stops the sandboxes. `remove_pod` removes
+what is left once the pod is gone.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import posixpath
 import shutil
 import threading
@@ -34,6 +40,7 @@ import grpc
 from cri.api import api_pb2
 from kubelet.config import KubeletConfig
 from kubelet.cri_client import CriClient
+from kubelet.lifecycle import MINIMUM_GRACE_PERIOD, termination_grace_period
 from kubelet.pods import configs
 from kubelet.pods.actions import PodActions, compute_pod_actions
 from kubelet.pods.backoff import Backoff, go_duration
@@ -53,8 +60,7 @@ from kubelet.pods.status import Waiting
 
 log = logging.getLogger(__name__)
 
-MIN_GRACE_SECONDS = 2
-PULL_FAILED_RESYNC_SECONDS = 0.2  # the kubelet's minimumGracePeriodInSeconds after a preStop hook
+PULL_FAILED_RESYNC_SECONDS = 0.2
 WARNING = "Warning"
 NORMAL = "Normal"
 
@@ -77,6 +83,9 @@ class SyncResult:
     waiting: dict[str, Waiting] = field(default_factory=dict)
     retry_in: float | None = None  # seconds until a back-off ends, or a failed step is retried
     error: SyncError | None = None  # a pod-level failure (sandbox, volumes, DNS)
+    # Whether the sync may have changed the runtime's state (so the status is computed
+    # from a new relist); a resync of a settled pod changes nothing.
+    acted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +123,8 @@ class PodSyncer:
         return self.config.pod_dir(str(configs.meta(pod).get("uid")))
 
     def logs_root(self) -> Path:
-        """Pod log directories, <root_dir>/pod-logs/<namespace>_<name>_<uid>, as
-        /var/log/pods."""
-        return self.config.root_dir / "pod-logs"
+        """Pod log directories, <logs root>/<namespace>_<name>_<uid>, as /var/log/pods."""
+        return self.config.pod_logs_root
 
     def log_dir(self, pod: dict[str, Any]) -> Path:
         return self.logs_root() / configs.pod_log_dir_name(pod)
@@ -149,15 +157,16 @@ class PodSyncer:
             spec = _spec_of(pod, kill.container)
             self.deps.events.record(pod, NORMAL, "Killing", kill.message,
                                     field_path=field_path(kill.container))  # fmt: skip
-            self.kill_container(pod, kill.container, spec, configs.grace_period(pod))
-        if (
-            not actions.create_sandbox
-            and not actions.init_to_start
-            and not (actions.containers_to_start)
-        ):
-            return result
+            self.kill_container(pod, kill.container, spec)
         try:
             volumes = self._prepare(pod)
+            if (
+                not actions.create_sandbox
+                and not actions.init_to_start
+                and not actions.containers_to_start
+            ):
+                result.acted = bool(actions.containers_to_kill)
+                return result  # the volumes are fresh; nothing to start
             sandbox_id, sandbox_config, pod_ip = self._sandbox(pod, runtime, actions)
         except SyncError as e:
             result.error = e
@@ -307,17 +316,16 @@ class PodSyncer:
             return Waiting(e.reason, e.message)
         violation = configs.run_as_non_root_violation(pod, container)
         if violation:
-            self.deps.events.record(pod, WARNING, "Failed", f"Error: {violation}",
-                                    field_path=where)  # fmt: skip
-            return Waiting("CreateContainerConfigError", violation)
+            return self._failed(pod, where, "CreateContainerConfigError", violation)
         node = self.node()
         try:
             envs = self.deps.env(pod, container, pod_ip=context.pod_ip, host_ip=node.host_ip)
-            mounts = self.deps.volumes.mounts(pod, container, context.volumes)
+            # The sandbox's IP: the pod's status has none yet on a first start, and the
+            # managed /etc/hosts needs it.
+            mounts = self.deps.volumes.mounts(pod, container, context.volumes,
+                                              pod_ip=context.pod_ip, env=envs)  # fmt: skip
         except SyncError as e:
-            self.deps.events.record(pod, WARNING, "Failed", f"Error: {e.message}",
-                                    field_path=where)  # fmt: skip
-            return Waiting("CreateContainerConfigError", e.message)
+            return self._failed(pod, where, "CreateContainerConfigError", e.message)
         message_file = self._termination_message_file(pod, name, context.runtime)
         config = configs.container_config(pod, container, configs.ContainerInputs(
             restart_count=restart_count, init=init, image=image, envs=envs, mounts=mounts,
@@ -332,10 +340,7 @@ class PodSyncer:
                 request, timeout=self.timeout
             ).container_id
         except grpc.RpcError as e:
-            message = _details(e)
-            self.deps.events.record(pod, WARNING, "Failed", f"Error: {message}",
-                                    field_path=where)  # fmt: skip
-            return Waiting("CreateContainerError", message)
+            return self._failed(pod, where, "CreateContainerError", _details(e))
         self.deps.events.record(pod, NORMAL, "Created", f"Created container {name}",
                                 field_path=where)  # fmt: skip
         try:
@@ -343,21 +348,14 @@ class PodSyncer:
                 api_pb2.StartContainerRequest(container_id=container_id), timeout=self.timeout
             )
         except grpc.RpcError as e:
-            message = _details(e)
-            self.deps.events.record(pod, WARNING, "Failed", f"Error: {message}",
-                                    field_path=where)  # fmt: skip
-            return Waiting("RunContainerError", message)
+            return self._failed(pod, where, "RunContainerError", _details(e))
         self.deps.events.record(pod, NORMAL, "Started", f"Started container {name}",
                                 field_path=where)  # fmt: skip
-        post_start = (container.get("lifecycle") or {}).get("postStart")
-        if post_start:
-            error = self.deps.run_handler(post_start, pod, container, container_id,
-                                          context.pod_ip, float(self.timeout))  # fmt: skip
-            if error is not None:
-                self.deps.events.record(pod, WARNING, "FailedPostStartHook", error,
-                                        field_path=where)  # fmt: skip
-                self._stop(container_id, configs.grace_period(pod))
-                return Waiting("PostStartHookError", error)
+        error = self.deps.post_start(pod, container, container_id, context.pod_ip,
+                                     timeout=float(self.timeout))  # fmt: skip
+        if error is not None:  # the FailedPostStartHook event is recorded
+            self._stop(container_id, int(termination_grace_period(pod, container)))
+            return Waiting("PostStartHookError", error)
         if not init:
             try:
                 self.deps.probes.add(pod, container, container_id, context.pod_ip)
@@ -366,6 +364,12 @@ class PodSyncer:
         log.info("pod %s: started %s (%s, restart %d)", configs.pod_full_name(pod), name,
                  container_id[:12], restart_count)  # fmt: skip
         return None
+
+    def _failed(self, pod: dict[str, Any], where: str, reason: str, message: str) -> Waiting:
+        """A container that could not be made or started: a Failed event, as the
+        kubelet records, and the reason it waits."""
+        self.deps.events.record(pod, WARNING, "Failed", f"Error: {message}", field_path=where)
+        return Waiting(reason, message)
 
     def _termination_message_file(
         self, pod: dict[str, Any], name: str, runtime: PodRuntime
@@ -401,25 +405,23 @@ class PodSyncer:
         pod: dict[str, Any],
         container: ContainerInfo,
         spec: dict[str, Any] | None,
-        grace: int,
+        grace: int | None = None,
     ) -> None:
         """preStop (when the container runs and has one), then StopContainer with what
-        is left of the grace period."""
+        is left of the grace period: `grace`, else the container's
+        (termination_grace_period, with the probe that failed, if one did)."""
+        if grace is None:
+            failed = self.deps.probes.failed_probe(container.id)
+            grace = int(termination_grace_period(pod, spec or {}, failed_probe=failed))
+        stop_timeout = max(grace, int(MINIMUM_GRACE_PERIOD))
         if container.state is ContainerState.RUNNING and spec is not None:
-            pre_stop = (spec.get("lifecycle") or {}).get("preStop")
-            if pre_stop and grace > 0:
-                started = time.monotonic()
-                pod_ip = str((pod.get("status") or {}).get("podIP") or "")
-                error = self.deps.run_handler(pre_stop, pod, spec, container.id, pod_ip,
-                                              float(grace))  # fmt: skip
-                if error is not None:
-                    self.deps.events.record(pod, WARNING, "FailedPreStopHook", error,
-                                            field_path=field_path(container))  # fmt: skip
-                grace = max(MIN_GRACE_SECONDS, grace - int(time.monotonic() - started))
+            pod_ip = str((pod.get("status") or {}).get("podIP") or "")
+            left = self.deps.pre_stop(pod, spec, container.id, pod_ip, grace_period=float(grace))
+            stop_timeout = math.ceil(left)
         self.deps.probes.remove(container.id)
         if container.state in (ContainerState.RUNNING, ContainerState.CREATED,
                                ContainerState.UNKNOWN):  # fmt: skip
-            self._stop(container.id, grace)
+            self._stop(container.id, stop_timeout)
 
     def kill_pod(
         self,
@@ -430,9 +432,9 @@ class PodSyncer:
         message: str = "Stopping container {name}",
         grace: int | None = None,
     ) -> None:
-        """Stop the pod's running containers in parallel, then (if asked) its ready
-        sandboxes. Raises grpc.RpcError when a stop fails (the worker retries)."""
-        grace = configs.grace_period(pod) if grace is None else grace
+        """Stop the pod's running containers in parallel (each with its own grace
+        period unless `grace` is given), then (if asked) its ready sandboxes. Raises
+        grpc.RpcError when a stop fails (the worker retries)."""
         live = [c for c in runtime.containers if c.state is not ContainerState.EXITED]
         errors: list[BaseException] = []
 

@@ -86,6 +86,8 @@ class PodWorker:
         self._status: dict[str, Any] | None = None
         self._waiting: dict[str, Waiting] = {}
         self._retry_in: float | None = None
+        # An eviction asked for (reason, message, grace, condition): done on the next pass.
+        self._failure: tuple[str, str, int, dict[str, Any] | None] | None = None
         self._thread = threading.Thread(target=self._run, name=f"pod-{uid[:8]}", daemon=True)
 
     # -- the manager's side ------------------------------------------------------------
@@ -106,6 +108,15 @@ class PodWorker:
         """The pod is no longer desired: kill it and clean up."""
         with self._lock:
             self._removed = True
+        self._wake.set()
+
+    def fail(
+        self, reason: str, message: str, *, grace: int, condition: dict[str, Any] | None = None
+    ) -> None:
+        """Make the pod terminal (eviction): its containers stop with `grace` seconds and
+        its status becomes Failed with `reason`, `message` and `condition`, for good."""
+        with self._lock:
+            self._failure = (reason, message, grace, condition)
         self._wake.set()
 
     def wake(self) -> None:
@@ -186,6 +197,11 @@ class PodWorker:
             return self._terminate(pod, runtime, deleted_in_api=not removed)
         self._retry_in = None
         status = self._compute(pod, runtime)
+        with self._lock:
+            failure = self._failure
+        if failure is not None and status["phase"] not in TERMINAL_PHASES:
+            status = self._fail_now(pod, runtime, status, *failure)
+            runtime = self._fetch()
         left = active_deadline_left(pod, status, self.context.clock())
         if left is not None and left <= 0 and status["phase"] not in TERMINAL_PHASES:
             status = {**status, "phase": FAILED, "reason": DEADLINE_EXCEEDED,
@@ -203,7 +219,8 @@ class PodWorker:
                 self._retry_in = min(self._retry_in or result.retry_in, result.retry_in)
             if result.error is not None:
                 log.info("pod %s: %s", configs.pod_full_name(pod), result.error)
-            runtime = self._fetch()
+            if result.acted:
+                runtime = self._fetch()
             status = self._compute(pod, runtime)
         if status["phase"] in TERMINAL_PHASES and (
             runtime.running() or any(s.ready for s in runtime.sandboxes)
@@ -211,6 +228,20 @@ class PodWorker:
             self.context.syncer.kill_pod(pod, runtime, stop_sandboxes=True, message="")
         self._publish(pod, status)
         return False
+
+    def _fail_now(
+        self, pod: dict[str, Any], runtime: PodRuntime, status: dict[str, Any],
+        reason: str, message: str, grace: int, condition: dict[str, Any] | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        others = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+        failed = {**status, "phase": FAILED, "reason": reason, "message": message,
+                  "conditions": others + ([condition] if condition else [])}  # fmt: skip
+        with self._lock:
+            self._status = copy.deepcopy(failed)
+        self.context.syncer.kill_pod(pod, runtime, stop_sandboxes=True, grace=grace)
+        with self._lock:
+            self._failure = None
+        return self._compute(pod, self._fetch())
 
     def _compute(self, pod: dict[str, Any], runtime: PodRuntime) -> dict[str, Any]:
         with self._lock:

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kubelet.env import expand
+
 HANDLER_KINDS = ("exec", "httpGet", "tcpSocket", "grpc")
 DEFAULT_PERIOD = 10.0
 DEFAULT_TIMEOUT = 1.0
@@ -158,33 +160,7 @@ def resolve_port(port: Any, container: dict[str, Any]) -> int:
 def expand_command(command: list[str], env: list[dict[str, Any]]) -> list[str]:
     """`command` with `$(NAME)` replaced by the value of the container's env var NAME
     when it is a literal `value` (valueFrom is not known here, as in the kubelet's
-    probes); `$$` is a literal `$`; an unknown or unclosed reference stays as written."""
+    probes); `$$` is a literal `$`; an unknown or unclosed reference stays as written
+    (kubelet.env.expand, the containers' own expansion)."""
     values = {str(e["name"]): str(e["value"]) for e in env if "name" in e and "value" in e}
-    return [_expand(arg, values) for arg in command]
-
-
-def _expand(text: str, values: dict[str, str]) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char != "$" or i + 1 == len(text):
-            out.append(char)
-            i += 1
-            continue
-        following = text[i + 1]
-        if following == "$":
-            out.append("$")
-            i += 2
-        elif following == "(":
-            close = text.find(")", i + 2)
-            if close < 0:
-                out.append(text[i:])
-                break
-            name = text[i + 2 : close]
-            out.append(values.get(name, text[i : close + 1]))
-            i = close + 1
-        else:
-            out.append(char)
-            i += 1
-    return "".join(out)
+    return [expand(arg, values.get) for arg in command]

@@ -17,8 +17,13 @@ Where each figure comes from (the CRI first, files for what it lacks):
 - system containers: "pods" is <cgroup_root>/kubepods; "kubelet" this process's
   cgroup and "runtime" the CRI server's (its pid from SO_PEERCRED on the socket),
   each only when it is not the root cgroup (that would be the whole node).
-- usageNanoCores: `CpuRates` over the samples of every reading; `run` reads every
-  `SAMPLE_PERIOD` seconds so that a request always has a recent base.
+- usageNanoCores: `CpuRates` over the samples of every reading; `run` makes sure
+  there is a reading at least every `SAMPLE_PERIOD` seconds, so that a request
+  always has a recent base. Any reading counts: the sampler reads only when nobody
+  else has for that long, since a reading of 100 pods costs the CRI server a cgroup
+  walk of each. The period is longer than the eviction manager's 10 s, whose
+  readings then keep the sampler quiet (with equal periods both would read, one
+  just after the other).
 - volumes and ephemeral storage: storage.py (the sizes under
   <root_dir>/pods/<uid>/volumes/*/*, the containers' writable layers and logs).
 An RPC that fails leaves its figures out and adds a line to `NodeUsage.errors`
@@ -57,7 +62,7 @@ from kubelet.stats.times import parse_time
 
 log = logging.getLogger(__name__)
 
-SAMPLE_PERIOD = 10.0
+SAMPLE_PERIOD = 15.0
 POD_NAME = "io.kubernetes.pod.name"
 POD_NAMESPACE = "io.kubernetes.pod.namespace"
 POD_UID = "io.kubernetes.pod.uid"
@@ -138,6 +143,7 @@ class StatsCollector:
         self._volumes = storage.VolumeUsageCache()
         self._runtime_pid_cache = 0
         self._lock = threading.Lock()
+        self._last_reading: float | None = None  # time.monotonic() of the latest reading
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -154,19 +160,26 @@ class StatsCollector:
             self._thread.join()
 
     def run(self, stop: threading.Event) -> None:
-        """Take a reading every SAMPLE_PERIOD seconds until `stop` (the rates' bases)."""
+        """Until `stop`, take a reading whenever none was taken for SAMPLE_PERIOD
+        seconds (the rates' bases)."""
         while not stop.is_set():
+            last = self._last_reading
+            if last is not None and (due := last + SAMPLE_PERIOD - time.monotonic()) > 0:
+                stop.wait(due)
+                continue
             try:
-                self.collect()
+                self.collect()  # sets _last_reading, also when it fails
             except Exception:
                 log.exception("stats sample failed")
-            stop.wait(SAMPLE_PERIOD)
 
     # -- one reading ------------------------------------------------------------------
 
     def collect(self) -> NodeUsage:
         with self._lock:  # one reading at a time: the caches and rate bases are shared
-            return self._collect()
+            try:
+                return self._collect()
+            finally:
+                self._last_reading = time.monotonic()
 
     def _collect(self) -> NodeUsage:
         now = self.clock()

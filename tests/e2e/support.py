@@ -21,6 +21,7 @@ from typing import Any
 
 from cri.supervisor.client import running_supervisor
 from kubeapi.client import Client
+from tests.integration.control.support import wait_for as poll
 from tests.integration.cri.support import mounted, run
 
 KUBELING = str(Path(sys.executable).parent / "kubeling")
@@ -122,14 +123,8 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)
+    """The control tests' wait_for, polling a whole cluster less often."""
+    return poll(probe, timeout, what=what, interval=0.25)
 
 
 def http_get(url: str, timeout: float = 3.0) -> str:
@@ -155,9 +150,9 @@ def force_cleanup(cluster: Cluster) -> None:
         for directory, _, _ in os.walk(top):
             procs = Path(directory) / "cgroup.procs"
             with contextlib.suppress(OSError):
-                for pid in procs.read_text().split():
+                for process in procs.read_text().split():
                     with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
+                        os.kill(int(process), signal.SIGKILL)
     for target in sorted(mounted(str(cluster.root)), key=len, reverse=True):
         run("umount", "-l", target, check=False)
     for top in cgroup_dirs:

@@ -14,8 +14,6 @@ test_image_service.py) uses its own.
 
 from __future__ import annotations
 
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import pytest
 from images.build import build_all, push
 from images.store import ImageStore
 from images.testing import LocalRegistry
-from tests.integration.cri.support import Cri, network_config, serving
+from tests.integration.cri.support import Cri, isolated_cri, serving
 
 
 @pytest.fixture(scope="module")
@@ -46,25 +44,15 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageStore]:
 
 
 @pytest.fixture
-def cri(images: ImageStore, registry: LocalRegistry, tmp_path: Path) -> Iterator[Cri]:
-    suffix = uuid.uuid4().hex[:6]
-    state = Path(tempfile.mkdtemp(prefix="klct-"))  # short: the supervisor's socket path
-    network = network_config(
-        state,
-        tmp_path / "netns",
-        bridge=f"kct{suffix}",
-        veth_prefix=f"c{suffix[:5]}",
-        chain_prefix=f"KC-{suffix}",
-    )
-    cri = Cri(
-        state,
-        str(tmp_path / "cri.sock"),
-        network,
-        images,
-        f"/kubeling-test-ct-{suffix}",
-        f"{registry.host}/kubeling/busybox:latest",
-        tmp_path / "logs",
-    )
-    with serving(cri):
+def cri_tag() -> str:
+    """Tells this suite's bridges, chains and cgroups apart (another suite reusing `cri`
+    overrides it)."""
+    return "ct"
+
+
+@pytest.fixture
+def cri(images: ImageStore, registry: LocalRegistry, tmp_path: Path, cri_tag: str) -> Iterator[Cri]:
+    image = f"{registry.host}/kubeling/busybox:latest"
+    with serving(isolated_cri(images, tmp_path, cri_tag, image, cls=Cri)) as cri:
         cri.pull()
         yield cri

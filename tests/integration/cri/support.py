@@ -6,6 +6,7 @@ tears it down."""
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import ipaddress
 import json
@@ -14,6 +15,8 @@ import random
 import shutil
 import signal
 import subprocess
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,7 +213,7 @@ class Cri:
         request = api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(**filter))
         return [item.id for item in self.runtime.ListContainers(request).containers]
 
-    def cgroup_dirs(self, relative: str) -> list[Path]:
+    def cgroup_dirs(self, relative: str) -> builtins.list[Path]:  # list: the method above
         """The directories of the cgroup `relative` (to the root) in every hierarchy."""
         root = Path("/sys/fs/cgroup")
         return [root / c / relative.lstrip("/") for c in sorted(p.name for p in root.iterdir())]
@@ -234,6 +237,31 @@ def network_config(
 
 
 C = TypeVar("C", bound=Cri)
+
+
+def isolated_cri(images: ImageStore, tmp_path: Path, tag: str, image: str, *, cls: type[C]) -> C:
+    """A CRI server of one test's own, not started (`serving` starts it): a state
+    directory kl<tag>-*, bridge k<tag><hex>, veth and chain prefixes, netns directory
+    and cgroup parent /kubeling-test-<tag>-<hex>. `tag` (two letters) tells apart the
+    test suites whose servers may run side by side."""
+    suffix = uuid.uuid4().hex[:6]
+    state = Path(tempfile.mkdtemp(prefix=f"kl{tag}-"))  # short: the supervisor's socket path
+    network = network_config(
+        state,
+        tmp_path / "netns",
+        bridge=f"k{tag}{suffix}",
+        veth_prefix=f"{tag[0]}{suffix[:5]}",
+        chain_prefix=f"K{tag[0].upper()}-{suffix}",
+    )
+    return cls(
+        state,
+        str(tmp_path / "cri.sock"),
+        network,
+        images,
+        f"/kubeling-test-{tag}-{suffix}",
+        image,
+        tmp_path / "logs",
+    )
 
 
 @contextlib.contextmanager

@@ -14,8 +14,6 @@ import ipaddress
 import json
 import os
 import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from cri.api import api_pb2
 from cri.network.manager import veth_name
 from images.store import ImageStore
 from tests.integration.cri import support
-from tests.integration.cri.support import alive, ip_json, network_config, serving
+from tests.integration.cri.support import alive, ip_json, serving
 
 pytestmark = [
     pytest.mark.root,
@@ -78,25 +76,8 @@ class Cri(support.Cri):
 
 @pytest.fixture
 def cri(images: ImageStore, tmp_path: Path) -> Iterator[Cri]:  # images: conftest.py's
-    suffix = uuid.uuid4().hex[:6]
-    state = Path(tempfile.mkdtemp(prefix="klsb-"))  # short: the supervisor's socket path
-    network = network_config(
-        state,
-        tmp_path / "netns",
-        bridge=f"ksb{suffix}",
-        veth_prefix=f"s{suffix[:5]}",
-        chain_prefix=f"KS-{suffix}",
-    )
-    cri = Cri(
-        state,
-        str(tmp_path / "cri.sock"),
-        network,
-        images,
-        f"/kubeling-test-sb-{suffix}",
-        image="",  # no containers here: nothing to pull
-        logs=tmp_path / "logs",
-    )
-    with serving(cri) as served:
+    # No containers here: no image to pull.
+    with serving(support.isolated_cri(images, tmp_path, "sb", "", cls=Cri)) as served:
         yield served
 
 

@@ -16,7 +16,6 @@ import contextlib
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from kubeapi.client import ApiError, Client
 from kubelet.config import KubeletConfig
 from kubelet.kubelet import Kubelet
 from tests.integration.control.support import free_port, stop
+from tests.integration.control.support import wait_for as poll
 from tests.integration.cri.support import Cri
 
 KUBELING = str(Path(sys.executable).parent / "kubeling")
@@ -149,15 +149,8 @@ def get_or_none(client: Client, path: str) -> dict[str, Any] | None:
 
 
 def wait_for(probe: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    """`probe()`'s first truthy value, polled every 0.1 s for at most `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
+    """The control tests' wait_for, with what is awaited always named."""
+    return poll(probe, timeout, what=what)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ pods get mirror pods."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import subprocess
 import time
@@ -54,6 +55,20 @@ def _running(api: ApiServer, name: str) -> dict[str, Any] | None:
     if not statuses or not all("running" in s.get("state", {}) for s in statuses):
         return None
     return status
+
+
+def _copy_image(source: str, destination: str, *options: str) -> None:
+    """Copy an image between the tests' plain-HTTP registries."""
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
+         *options, f"docker://{source}", f"docker://{destination}"],
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+
+
+def _gone(api: ApiServer, name: str) -> bool:
+    return get_or_none(api.client, f"{PODS}/{name}") is None
 
 
 def _containers_of(cri: Cri, uid: str) -> list[api_pb2.Container]:
@@ -244,7 +259,7 @@ def test_twenty_pods_at_once(api: ApiServer, cri: Cri, tmp_path: Path) -> None:
             api.client.create(PODS, pod(name, config.node_name, cri.image))
         created = time.monotonic() - started
         for name in names:
-            wait_for(lambda name=name: _running(api, name), f"pod {name} to run", timeout=90)
+            wait_for(functools.partial(_running, api, name), f"pod {name} to run", timeout=90)
         elapsed = time.monotonic() - started
         print(f"20 pods: created in {created:.2f}s, all Running after {elapsed:.2f}s")
         ips = {_status(api, name)["podIP"] for name in names}
@@ -254,7 +269,7 @@ def test_twenty_pods_at_once(api: ApiServer, cri: Cri, tmp_path: Path) -> None:
             api.client.delete(f"{PODS}/{name}")
         for name in names:
             wait_for(
-                lambda name=name: get_or_none(api.client, f"{PODS}/{name}") is None,
+                functools.partial(_gone, api, name),
                 f"pod {name} to be deleted",
                 timeout=90,
             )
@@ -342,19 +357,7 @@ def test_spec_change_restarts_the_container(api: ApiServer, cri: Cri, tmp_path: 
             assert (pod_cgroup / "cpu.shares").read_text().strip() == "102"
         # The same image under a second tag: a new image reference, a new spec hash.
         retagged = cri.image.rsplit(":", 1)[0] + ":second"
-        subprocess.run(
-            [
-                "skopeo",
-                "copy",
-                "--quiet",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                f"docker://{cri.image}",
-                f"docker://{retagged}",
-            ],
-            check=True,
-            timeout=60,
-        )
+        _copy_image(cri.image, retagged)
         api.client.patch(
             f"{PODS}/{name}",
             {"spec": {"containers": [{"name": "main", "image": retagged}]}},
@@ -495,21 +498,7 @@ def test_dead_containers_are_collected(api: ApiServer, cri: Cri, tmp_path: Path)
 def test_image_pull_secrets(api: ApiServer, cri: Cri, tmp_path: Path) -> None:
     with LocalRegistry(tmp_path / "private", users={"bob": "s3cret"}) as private:
         image = f"{private.host}/kubeling/busybox:private"
-        subprocess.run(
-            [
-                "skopeo",
-                "copy",
-                "--quiet",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                "bob:s3cret",
-                f"docker://{cri.image}",
-                f"docker://{image}",
-            ],
-            check=True,
-            timeout=60,
-        )
+        _copy_image(cri.image, image, "--dest-creds", "bob:s3cret")
         config = kubelet_config(api, cri, tmp_path / "kubelet")
         with running_kubelet(config):
             refused = unique_name("nocreds")
@@ -545,9 +534,7 @@ def test_image_pull_secrets(api: ApiServer, cri: Cri, tmp_path: Path) -> None:
             for name in (refused, allowed):
                 api.client.delete(f"{PODS}/{name}")
             for name in (refused, allowed):
-                wait_for(
-                    lambda name=name: get_or_none(api.client, f"{PODS}/{name}") is None, "deletion"
-                )
+                wait_for(functools.partial(_gone, api, name), "deletion")
 
 
 def test_host_network_pod(api: ApiServer, cri: Cri, tmp_path: Path) -> None:

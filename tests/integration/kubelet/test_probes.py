@@ -8,7 +8,6 @@ to seconds."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from tests.integration.kubelet.support import (
     running_kubelet,
     unique_name,
 )
-from tests.unit.kubelet.probe_servers import RecordingEvents
+from tests.unit.kubelet.probe_servers import Changes, RecordingEvents
 
 pytestmark = NEEDS_CRI
 
@@ -38,16 +37,6 @@ SERVE = (
     "mkdir -p /www && echo up > /www/index.html && httpd -p 8080 -h /www"
     " && touch /tmp/healthy /tmp/ready && trap 'exit 0' TERM; sleep 3600 & wait"
 )
-
-
-class Changes:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, pod_uid: str) -> None:
-        with self.lock:
-            self.calls.append(pod_uid)
 
 
 @pytest.fixture

@@ -4,13 +4,16 @@ tmpfs (sized), a subPath bind mount, a ConfigMap update that readers only ever s
 whole, a teardown that leaves no mount behind, and a serviceAccountToken source
 failing on a server without TokenRequest. Then through a real CRI server: a busybox
 container sees the files, the managed /etc/hosts and a ConfigMap update while it
-runs; and through the whole kubelet: a pod's container sees its volumes and the
-environment taken from them."""
+runs; and through the whole kubelet: a pod's container sees its volumes, the
+environment taken from them, the managed /etc/hosts (pod IP and hostname) and a
+ConfigMap update within a resync."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +107,13 @@ def volume_pod(name: str, uid: str, config_map: str, secret: str) -> Object:
         },
         "status": {"podIP": "10.214.0.9", "hostIP": "127.0.0.1"},
     }
+
+
+def shell(cri: Cri, container_id: str, script: str) -> str:
+    """What `sh -c script` prints in the container (it must succeed)."""
+    result = cri.exec(container_id, ["sh", "-c", script], timeout=10)
+    assert result.exit_code == 0, result.stderr
+    return str(result.stdout.decode())
 
 
 def update_config_map(api: ApiServer, name: str, data: dict[str, str]) -> None:
@@ -216,11 +226,7 @@ def test_a_container_sees_its_volumes(
         ).container_id
         cri.start_container(container_id)
 
-        def sh(script: str) -> str:
-            result = cri.exec(container_id, ["sh", "-c", script], timeout=10)
-            assert result.exit_code == 0, result.stderr
-            return str(result.stdout.decode())
-
+        sh = functools.partial(shell, cri, container_id)
         assert sh("cat /etc/app/app.conf") == "version=1\n"
         assert sh("cat /etc/creds/password") == "s3cr3t"
         assert sh("grep ' /etc/creds ' /proc/mounts").split()[2] == "tmpfs"
@@ -282,10 +288,11 @@ def _container_id(cri: Cri, uid: str) -> str:
 def test_the_kubelet_runs_a_pod_with_volumes_and_env(
     api: ApiServer, objects: tuple[str, str], cri: Cri, tmp_path: Path
 ) -> None:
-    """The whole kubelet: a pod's container sees its ConfigMap and Secret files and
-    its environment from them; deleting the pod leaves no mount behind."""
+    """The whole kubelet: a pod's container sees its ConfigMap and Secret files, its
+    environment from them and the managed /etc/hosts; a ConfigMap update reaches the
+    running container within a resync; deleting the pod leaves no mount behind."""
     config_map, secret = objects
-    config = kubelet_config(api, cri, tmp_path / "kubelet")
+    config = kubelet_config(api, cri, tmp_path / "kubelet", sync_frequency=1.0)
     name = unique_name("vols")
     body = pod(
         name,
@@ -318,15 +325,26 @@ def test_the_kubelet_runs_a_pod_with_volumes_and_env(
         try:
             container_id = wait_for(lambda: _container_id(cri, uid), "the container to run", 60)
 
-            def sh(script: str) -> str:
-                result = cri.exec(container_id, ["sh", "-c", script], timeout=10)
-                assert result.exit_code == 0, result.stderr
-                return str(result.stdout.decode())
-
+            sh = functools.partial(shell, cri, container_id)
             assert sh("cat /etc/app/app.conf") == "version=1\n"
             assert sh("cat /etc/creds/password") == "s3cr3t"
             assert sh("echo $GREETING") == f"level 1 in {name}\n"
             assert "ro" in sh("grep ' /etc/creds ' /proc/mounts").split()[3].split(",")
+            pod_ip = wait_for(
+                lambda: (
+                    (get_or_none(api.client, f"{pods}/{name}") or {}).get("status", {}).get("podIP")
+                ),
+                "the pod IP in the status",
+            )
+            assert f"{pod_ip}\t{name}\n" in sh("cat /etc/hosts")  # the kubelet's, not the node's
+            update_config_map(api, config_map, {"app.conf": "version=2\n", "level": "2"})
+            updated = time.monotonic()
+            wait_for(
+                lambda: sh("cat /etc/app/app.conf") == "version=2\n",
+                "the running container to see the ConfigMap update",
+                10,
+            )
+            assert time.monotonic() - updated < config.sync_frequency + 5
         finally:
             api.client.delete(f"{pods}/{name}")
             wait_for(

@@ -26,6 +26,22 @@ from cri.api import api_pb2
 ExecScript = Callable[[list[str]], "api_pb2.ExecSyncResponse | BaseException"]
 
 
+class Changes:
+    """A ProbeManager's on_change: its calls, countable from the test thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, pod_uid: str) -> None:
+        with self.lock:
+            self.calls.append(pod_uid)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.calls)
+
+
 class FakeRpcError(grpc.RpcError):
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(details)

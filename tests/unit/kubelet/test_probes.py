@@ -20,6 +20,7 @@ from kubelet.probes import ProbeManager, ProbeSpecError, ProbeType, Result, pars
 from kubelet.probes.httpget import MAX_BODY_BYTES, PROBE_USER_AGENT
 from kubelet.probes.spec import expand_command, resolve_port
 from tests.unit.kubelet.probe_servers import (
+    Changes,
     FakeRpcError,
     FakeRuntime,
     HttpServer,
@@ -48,22 +49,6 @@ def exec_probe(command: list[str], **fields: Any) -> dict[str, Any]:
 
 def spec_of(probe: dict[str, Any], probe_type: ProbeType = ProbeType.READINESS) -> Any:
     return parse_probe(probe, probe_type, "main")
-
-
-class Changes:
-    """on_change's calls, countable from the test thread."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, pod_uid: str) -> None:
-        with self.lock:
-            self.calls.append(pod_uid)
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.calls)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Pods and runtime views for the pod-sync unit tests."""
+"""Pods, runtime views and a recording probe manager for the pod-sync unit tests."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from kubelet.pods.actions import container_hash
 from kubelet.pods.runtime import ContainerInfo, ContainerState, PodRuntime, SandboxInfo
+from kubelet.probes.spec import ProbeType
 
 SECOND = 1_000_000_000
 
@@ -80,3 +81,46 @@ def runtime(
 ) -> PodRuntime:
     ordered = sorted(containers, key=lambda c: (c.created_at, c.restart_count), reverse=True)
     return PodRuntime("uid-1", sandboxes if sandboxes is not None else (sandbox(),), tuple(ordered))
+
+
+class FakeProbes:
+    def __init__(self) -> None:
+        self.added: list[str] = []
+        self.started_at: dict[str, float | None] = {}
+        self.removed: list[str] = []
+        self.failed: dict[str, ProbeType] = {}
+
+    def add(
+        self,
+        pod: Any,
+        container: Any,
+        container_id: str,
+        pod_ip: str,
+        *,
+        started_at: float | None = None,
+    ) -> None:
+        self.added.append(container_id)
+        self.started_at[container_id] = started_at
+
+    def remove(self, container_id: str) -> None:
+        self.removed.append(container_id)
+
+    def remove_pod(self, pod_uid: str) -> None: ...
+
+    def stop_liveness_and_startup(self, pod_uid: str) -> None: ...
+
+    def ready(self, container_id: str) -> bool:
+        return True
+
+    def started(self, container_id: str) -> bool:
+        return True
+
+    def liveness_failed(self, container_id: str) -> str | None:
+        return (
+            f"{self.failed[container_id].value} probe failed"
+            if container_id in self.failed
+            else None
+        )
+
+    def failed_probe(self, container_id: str) -> ProbeType | None:
+        return self.failed.get(container_id)

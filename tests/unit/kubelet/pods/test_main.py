@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kubelet.config import KubeletConfig
+from kubelet.kubelet import Kubelet
 from kubelet.main import build_parser, config_from_args, main, parse_duration
+from kubelet.pods.dependencies import SyncError
 
 
 @pytest.mark.parametrize(
@@ -72,6 +76,27 @@ def test_flags_fill_the_config(tmp_path: Path) -> None:
     assert config.sync_frequency == 60 and config.node_status_update_frequency == 5
     assert config.cgroup_root == "/test" and config.node_labels == {"a": "1", "b": "2"}
     assert config.max_pods == 20 and config.pod_cidr == "10.85.0.0/16"
+    assert config.pod_logs_root == tmp_path / "pod-logs"  # the default follows --root-dir
+
+
+def test_pod_logs_dir_flag(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["--kubeconfig", "k", "--pod-logs-dir", str(tmp_path)])
+    assert config_from_args(args).pod_logs_root == tmp_path
+
+
+def test_a_bad_hostname_becomes_a_sync_error(tmp_path: Path) -> None:
+    kubelet = Kubelet.__new__(Kubelet)  # only the adapter's config is needed
+    kubelet.config = KubeletConfig(kubeconfig="k", root_dir=tmp_path)
+    pod: dict[str, Any] = {
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"hostname": "No_Good"},
+    }
+    with pytest.raises(SyncError) as raised:
+        kubelet._hostname(pod)
+    assert raised.value.reason == "DNSConfigForming" and "No_Good" in raised.value.message
+    pod["spec"] = {"hostname": "h" * 30, "subdomain": "s" * 30, "setHostnameAsFQDN": True}
+    with pytest.raises(SyncError, match="FQDN .* is too long"):
+        kubelet._hostname(pod)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,8 @@ from kubelet.config import KubeletConfig
 from kubelet.pods.cgroups import PodCgroups
 from kubelet.pods.manager import PodManager
 from kubelet.pods.static import CONFIG_MIRROR_ANNOTATION
+from kubelet.volumes import VolumeManager
+from kubelet.volumes.testing import RecordingMounter
 
 
 class FakeWorker:
@@ -49,7 +51,7 @@ class FakeClient:
         self.deleted: list[tuple[str, Any]] = []
 
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        created = json.loads(json.dumps(body))
+        created: dict[str, Any] = json.loads(json.dumps(body))
         created["metadata"]["uid"] = f"api-{len(self.created)}"
         self.created.append((path, body))
         return created
@@ -114,6 +116,7 @@ def manager(
     pleg: FakePleg | None = None,
     max_pods: int = 110,
     manifests: Path | None = None,
+    orphaned_volumes: Any = None,
 ) -> tuple[PodManager, FakeClient, FakeContext]:
     config = KubeletConfig(
         kubeconfig="k",
@@ -134,6 +137,7 @@ def manager(
         cgroups,
         node=lambda: node,
         new_worker=FakeWorker,  # type: ignore[arg-type]
+        orphaned_volumes=orphaned_volumes,
     )
     return found, client, context
 
@@ -238,3 +242,19 @@ def test_orphans_in_the_runtime_are_stopped(tmp_path: Path) -> None:
     assert orphan.removed and orphan.started
     assert orphan.pod["metadata"] == {"uid": "orphan", "name": "name-of-orphan", "namespace": "ns"}
     assert not workers(found)["ua"].removed
+
+
+def test_housekeeping_removes_the_directories_of_pods_nobody_knows(tmp_path: Path) -> None:
+    config = KubeletConfig(kubeconfig="k", root_dir=tmp_path)
+    volumes = VolumeManager(None, config, mounter=RecordingMounter())  # type: ignore[arg-type]
+    for uid in ("ua", "in-runtime", "left-behind"):
+        (config.pod_dir(uid) / "volumes").mkdir(parents=True)
+    found, _, _ = manager(
+        tmp_path, pleg=FakePleg({"in-runtime"}), orphaned_volumes=volumes.cleanup_orphans
+    )
+    found.housekeeping()  # the API pods are not known yet: nothing is removed
+    assert config.pod_dir("left-behind").is_dir()
+    found.handle({"type": "RELISTED", "object": {"items": [api_pod("a", "ua")]}})
+    found.housekeeping()
+    assert not config.pod_dir("left-behind").exists()
+    assert config.pod_dir("ua").is_dir() and config.pod_dir("in-runtime").is_dir()

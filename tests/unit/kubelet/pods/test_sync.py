@@ -19,18 +19,9 @@ from kubelet.pods.dependencies import Collaborators, SyncError
 from kubelet.pods.images import ImagePuller
 from kubelet.pods.runtime import ContainerState, PodRuntime
 from kubelet.pods.sync import NodeFacts, PodSyncer
-from tests.unit.kubelet.pods.factories import container, make_pod, runtime, sandbox
-
-
-class RpcFailure(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        self._code, self._details = code, details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
+from kubelet.probes.spec import ProbeType
+from tests.unit.kubelet.pods.factories import FakeProbes, container, make_pod, runtime, sandbox
+from tests.unit.kubelet.probe_servers import FakeRpcError as RpcFailure
 
 
 class FakeRuntime:
@@ -110,50 +101,23 @@ class FakeVolumes:
     def __init__(self) -> None:
         self.fail: SyncError | None = None
         self.torn_down: list[str] = []
+        self.setups = 0
+        self.mounted: list[tuple[str, str, dict[str, bytes]]] = []  # container, pod IP, env
 
     def setup(self, pod: dict[str, Any]) -> dict[str, Path]:
+        self.setups += 1
         if self.fail is not None:
             raise self.fail
         return {}
 
-    def mounts(self, pod: Any, container: Any, volumes: Any) -> list[api_pb2.Mount]:
+    def mounts(
+        self, pod: Any, container: Any, volumes: Any, *, pod_ip: str, env: Any
+    ) -> list[api_pb2.Mount]:
+        self.mounted.append((container["name"], pod_ip, {kv.key: kv.value for kv in env}))
         return []
 
     def teardown(self, pod_uid: str) -> None:
         self.torn_down.append(pod_uid)
-
-
-class FakeProbes:
-    def __init__(self) -> None:
-        self.added: list[str] = []
-        self.removed: list[str] = []
-
-    def add(
-        self,
-        pod: Any,
-        container: Any,
-        container_id: str,
-        pod_ip: str,
-        *,
-        started_at: float | None = None,
-    ) -> None:
-        self.added.append(container_id)
-
-    def remove(self, container_id: str) -> None:
-        self.removed.append(container_id)
-
-    def remove_pod(self, pod_uid: str) -> None: ...
-
-    def stop_liveness_and_startup(self, pod_uid: str) -> None: ...
-
-    def ready(self, container_id: str) -> bool:
-        return True
-
-    def started(self, container_id: str) -> bool:
-        return True
-
-    def liveness_failed(self, container_id: str) -> str | None:
-        return None
 
 
 class FakeEvents:
@@ -177,6 +141,7 @@ class Rig:
     env_error: list[SyncError]
     hook: list[str | None]
     hooks_run: list[tuple[str, float]]
+    hostname_error: list[SyncError]
     clock: list[float]
 
 
@@ -193,6 +158,7 @@ def rig(tmp_path: Path) -> Rig:
     env_error: list[SyncError] = []
     hook: list[str | None] = [None]
     hooks_run: list[tuple[str, float]] = []
+    hostname_error: list[SyncError] = []
     clock = [1000.0]
 
     def env(pod: Any, container: Any, *, pod_ip: str, host_ip: str) -> list[api_pb2.KeyValue]:
@@ -200,9 +166,24 @@ def rig(tmp_path: Path) -> Rig:
             raise env_error[0]
         return [api_pb2.KeyValue(key="POD_IP", value=pod_ip.encode())]
 
-    def run_handler(handler: Any, pod: Any, spec: Any, cid: str, ip: str, timeout: float) -> Any:
+    def post_start(pod: Any, spec: Any, cid: str, ip: str, *, timeout: float) -> str | None:
+        if not (spec.get("lifecycle") or {}).get("postStart"):
+            return None
         hooks_run.append((cid, timeout))
+        if hook[0] is not None:
+            events.record(pod, "Warning", "FailedPostStartHook", hook[0])
         return hook[0]
+
+    def pre_stop(pod: Any, spec: Any, cid: str, ip: str, *, grace_period: float) -> float:
+        if (spec.get("lifecycle") or {}).get("preStop"):
+            hooks_run.append((cid, grace_period))
+            return max(grace_period - 3, 2.0)  # the hook took 3 s
+        return max(grace_period, 2.0)
+
+    def hostname(pod: Any) -> str:
+        if hostname_error:
+            raise hostname_error[0]
+        return "web"
 
     deps = Collaborators(
         volumes=volumes,
@@ -210,36 +191,39 @@ def rig(tmp_path: Path) -> Rig:
         events=events,
         env=env,
         dns=lambda pod: api_pb2.DNSConfig(servers=["10.96.0.10"]),
-        hostname=lambda pod: "web",
-        run_handler=run_handler,
+        hostname=hostname,
+        post_start=post_start,
+        pre_stop=pre_stop,
     )
     backoff = Backoff(10, 40, clock=lambda: clock[0])
     puller = ImagePuller(
-        cri,
-        None,
+        cri,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
         events,
-        Backoff(10, 40, clock=lambda: clock[0]),  # type: ignore[arg-type]
+        Backoff(10, 40, clock=lambda: clock[0]),
         serialize=True,
         timeout=5,
         clock=lambda: clock[0],
     )
     syncer = PodSyncer(
         config,
-        cri,
+        cri,  # type: ignore[arg-type]
         deps,
         puller,
         backoff,
-        PodCgroups(tmp_path / "cgroup"),  # type: ignore[arg-type]
+        PodCgroups(tmp_path / "cgroup"),
         lambda: NodeFacts("192.168.1.2", 1 << 30),
         clock=lambda: clock[0],
     )
-    return Rig(syncer, cri, volumes, probes, events, env_error, hook, hooks_run, clock)
+    return Rig(
+        syncer, cri, volumes, probes, events, env_error, hook, hooks_run, hostname_error, clock
+    )
 
 
 def test_first_sync_creates_the_sandbox_and_starts_containers(rig: Rig) -> None:
     pod = make_pod("a", "b")
     result = rig.syncer.sync_pod(pod, PodRuntime("uid-1"))
-    assert result.waiting == {} and result.error is None
+    assert result.waiting == {} and result.error is None and result.acted
     names = rig.cri.runtime.names()
     assert names[:2] == ["RunPodSandbox", "PodSandboxStatus"]
     assert names[2:] == ["CreateContainer", "StartContainer"] * 2
@@ -337,7 +321,7 @@ def test_kill_runs_pre_stop_within_the_grace_period(rig: Rig) -> None:
     rig.syncer.kill_pod(pod, view, stop_sandboxes=True)
     assert rig.hooks_run == [("ca", 7.0)]
     stops = {r.container_id: r.timeout for n, r in rig.cri.runtime.calls if n == "StopContainer"}
-    assert stops == {"ca": 7, "cb": 7}  # the exited one is not stopped again
+    assert stops == {"ca": 4, "cb": 7}  # less what preStop took; the exited one is not stopped
     assert rig.cri.runtime.names()[-1] == "StopPodSandbox"
     assert sorted(rig.probes.removed) == ["ca", "cb"]
     killing = sorted(m for r, m in rig.events.seen if r == "Killing")
@@ -368,3 +352,67 @@ def test_sandbox_failure_is_a_pod_error(rig: Rig) -> None:
     assert result.error is not None and result.error.reason == "FailedCreatePodSandBox"
     assert "no IPs left" in result.error.message
     assert result.retry_in == 10
+
+
+def _running(pod: dict[str, Any]) -> PodRuntime:
+    return runtime(container("a", ContainerState.RUNNING, pod=pod, id_="ca", started=11))
+
+
+def test_a_running_pod_gets_its_volumes_refreshed_on_every_sync(rig: Rig) -> None:
+    pod = make_pod("a")
+    for _ in range(2):
+        result = rig.syncer.sync_pod(pod, _running(pod))
+        assert result.error is None and result.waiting == {}
+        assert not result.acted  # settled: the worker need not relist after it
+    assert rig.volumes.setups == 2  # ConfigMap/Secret updates reach the running container
+    assert rig.cri.runtime.calls == []  # and nothing was started or stopped for it
+    rig.volumes.fail = SyncError("FailedMount", 'configmap "c" not found')
+    result = rig.syncer.sync_pod(pod, _running(pod))
+    assert result.error is not None and result.error.reason == "FailedMount"
+    assert result.retry_in == 10 and rig.cri.runtime.calls == []
+
+
+def test_mounts_get_the_sandbox_ip_and_the_resolved_environment(rig: Rig) -> None:
+    rig.syncer.sync_pod(make_pod("a"), PodRuntime("uid-1"))
+    assert rig.volumes.mounted == [("a", "10.1.0.9", {"POD_IP": b"10.1.0.9"})]
+
+
+def test_a_bad_hostname_is_a_pod_error_with_an_event(rig: Rig) -> None:
+    rig.hostname_error.append(
+        SyncError("DNSConfigForming", 'pod Hostname "Not_A_Label" is not a valid DNS label')
+    )
+    result = rig.syncer.sync_pod(make_pod("a"), PodRuntime("uid-1"))
+    assert result.error is not None and result.error.reason == "DNSConfigForming"
+    assert ("DNSConfigForming", result.error.message) in rig.events.seen
+    assert "RunPodSandbox" not in rig.cri.runtime.names()
+
+
+def test_adopted_containers_are_probed_from_their_start(rig: Rig) -> None:
+    pod = make_pod("a")
+    rig.syncer.sync_pod(pod, _running(pod))
+    assert rig.probes.started_at == {"ca": 11.0}  # initialDelaySeconds counts from then
+    rig.syncer.sync_pod(make_pod("b"), PodRuntime("uid-1"))
+    assert rig.probes.started_at["new-1"] is None  # just started: now
+
+
+def test_a_liveness_kill_uses_the_probe_grace_period(rig: Rig) -> None:
+    pod = make_pod("a", terminationGracePeriodSeconds=30)
+    pod["spec"]["containers"][0]["livenessProbe"] = {
+        "exec": {"command": ["true"]},
+        "terminationGracePeriodSeconds": 5,
+    }
+    rig.probes.failed["ca"] = ProbeType.LIVENESS
+    rig.syncer.sync_pod(pod, _running(pod))
+    stops = [r for n, r in rig.cri.runtime.calls if n == "StopContainer"]
+    assert [(r.container_id, r.timeout) for r in stops] == [("ca", 5)]
+    assert "Killing" in rig.events.reasons()
+
+
+def test_a_deletion_grace_period_wins_and_stop_gets_at_least_two_seconds(rig: Rig) -> None:
+    pod = make_pod("a", terminationGracePeriodSeconds=30)
+    pod["metadata"]["deletionGracePeriodSeconds"] = 1
+    pod["spec"]["containers"][0]["lifecycle"] = {"preStop": {"exec": {"command": ["sleep"]}}}
+    rig.syncer.kill_pod(pod, _running(pod), stop_sandboxes=False)
+    assert rig.hooks_run == [("ca", 1.0)]  # preStop is bounded by the grace period
+    stops = [r.timeout for n, r in rig.cri.runtime.calls if n == "StopContainer"]
+    assert stops == [2]
