@@ -41,6 +41,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from kubeapi.quantity import QuantityError, parse_quantity
+from kubeapi.tolerations import tolerated
 from kubelet.pods.qos import BESTEFFORT, pod_qos_class
 from kubelet.pods.static import is_mirror, is_static
 from kubelet.stats.snapshot import NodeUsage, PodUsage
@@ -336,17 +337,8 @@ def eviction_message(
 
 
 def tolerates_memory_pressure(pod: Pod) -> bool:
-    for toleration in (pod.get("spec") or {}).get("tolerations") or []:
-        key = toleration.get("key")
-        effect = toleration.get("effect")
-        operator = toleration.get("operator") or "Equal"
-        if effect not in (None, "", "NoSchedule"):
-            continue
-        if operator == "Exists" and key in (None, "", MEMORY_PRESSURE_TAINT):
-            return True
-        if operator == "Equal" and key == MEMORY_PRESSURE_TAINT and not toleration.get("value"):
-            return True
-    return False
+    taint = {"key": MEMORY_PRESSURE_TAINT, "effect": "NoSchedule"}
+    return tolerated((pod.get("spec") or {}).get("tolerations") or [], taint)
 
 
 # -- the manager -----------------------------------------------------------------------

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from control.controllers.base import Controller, Informer, Object, key_of, terminating
 from kubeapi.client import ApiError, Client
+from kubeapi.tolerations import tolerates
 
 log = logging.getLogger(__name__)
 
@@ -153,22 +154,6 @@ def disruption_status(pod: Object, now: str) -> Object | None:
                                     "reason": DISRUPTION_REASON, "message": DISRUPTION_MESSAGE,
                                     "lastTransitionTime": now}]  # fmt: skip
     return status
-
-
-def tolerates(toleration: Object, taint: Object) -> bool:
-    """ToleratesTaint: effect (empty: any), key (empty with Exists: any), value."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    operator = toleration.get("operator") or "Equal"
-    if key and key != taint.get("key"):
-        return False
-    if operator == "Exists":
-        return True
-    if not key:
-        return False
-    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
 
 
 @dataclass(frozen=True)

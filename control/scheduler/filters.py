@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from control.scheduler.model import HostPort, NodeInfo, Object, Resources, host_ports
+from kubeapi.tolerations import tolerates
 
 NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -67,22 +68,6 @@ def effective_taints(node: Object) -> list[Object]:
         if not any(t.get("key") == key and t.get("effect") == "NoSchedule" for t in taints):
             taints.append({"key": key, "effect": "NoSchedule"})
     return taints
-
-
-def tolerates(toleration: Object, taint: Object) -> bool:
-    """ToleratesTaint: the toleration's effect, key and value (or Exists) match."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    operator = toleration.get("operator") or "Equal"
-    if key and key != taint.get("key"):
-        return False
-    if operator == "Exists":
-        return True
-    if not key:  # an empty key matches every key only with Exists
-        return False
-    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
 
 
 def _tolerations(pod: Object) -> list[Object]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from control.scheduler.filters import _node_affinity, effective_taints, term_matches, tolerates
+from control.scheduler.filters import _node_affinity, effective_taints, term_matches
 from control.scheduler.model import NodeInfo, Object, Resources
+from kubeapi.tolerations import tolerates
 
 MAX_SCORE = 100
 WEIGHT_LEAST_ALLOCATED = 1

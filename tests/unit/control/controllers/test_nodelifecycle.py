@@ -22,10 +22,10 @@ from control.controllers.nodelifecycle import (
     not_ready_pod_status,
     parse_time,
     ready_status,
-    tolerates,
     unknown_conditions,
 )
 from kubeapi.client import Client
+from kubeapi.tolerations import tolerates
 
 NOW = "2026-01-01T00:00:10Z"
 
