@@ -139,6 +139,7 @@ class Stream:
         self._inbound = InboundBuffer()
         self._local_closed = False
         self.reset_by_peer = False
+        self.accepted = False  # the peer's SYN_REPLY came (a reset after it is no refusal)
         self.replied = threading.Event()
 
     def __repr__(self) -> str:
@@ -269,7 +270,9 @@ class Session:
         self._send_with_headers(SYN_STREAM, 0, prefix, headers)
         if not stream.replied.wait(timeout):
             raise SpdyError(f"no reply to stream {stream_id} within {timeout} s")
-        if stream.reset_by_peer:
+        # Refused: reset instead of a reply. A stream the peer accepted and then reset
+        # at once (a port forward whose connect failed) is returned; it reads as ended.
+        if stream.reset_by_peer and not stream.accepted:
             raise SpdyError(f"stream {stream_id} refused")
         return stream
 
@@ -344,6 +347,7 @@ class Session:
             self._headers_from(payload[4:])  # keeps the zlib context in step
             stream = self._stream(stream_id)
             if stream is not None:
+                stream.accepted = True
                 stream.replied.set()
                 if flags & FLAG_FIN:
                     stream._received(b"", True)
