@@ -58,37 +58,48 @@ class Channel:
 
     def receive(self) -> dict[str, Any]:
         while b"\n" not in self._buffer:
-            chunk = os.read(self.read_fd, 65536)
-            if not chunk:
+            if not self.read_more():
                 raise EOFError("peer closed the channel")
-            self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         message: dict[str, Any] = json.loads(line)
         return message
 
-    def expect(self, kind: str, *, on_warning: Any = None) -> dict[str, Any]:
-        """Receive until a message of `kind`; an `error` message raises. Other
-        messages are kept for a later `expect`."""
+    def read_more(self) -> bool:
+        """One read from the pipe into the buffer (it blocks while the pipe is
+        empty: an event loop calls it once the fd is readable); False at EOF."""
+        chunk = os.read(self.read_fd, 65536)
+        self._buffer += chunk
+        return bool(chunk)
+
+    def take(self, kind: str, *, on_warning: Any = None) -> dict[str, Any] | None:
+        """The message of `kind` if it has arrived, from what was read already
+        (nothing is read here); an `error` message raises, warnings go to
+        `on_warning`, other messages are kept for a later `take`."""
         for index, early in enumerate(self._early):
             if early["type"] == kind:
                 return self._early.pop(index)
-        while True:
-            try:
-                message = self.receive()
-            except EOFError:
-                raise ContainerInitError(
-                    f"container init exited while waiting for {kind}"
-                ) from None
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            message: dict[str, Any] = json.loads(line)
             if message["type"] == "error":
                 raise ContainerInitError(message["message"])
             if message["type"] == "warning":
                 if on_warning is not None:
                     on_warning(message["message"])
                 continue
-            if message["type"] != kind:
-                self._early.append(message)
-                continue
-            return message
+            if message["type"] == kind:
+                return message
+            self._early.append(message)
+        return None
+
+    def expect(self, kind: str, *, on_warning: Any = None) -> dict[str, Any]:
+        """Read until a message of `kind` (blocking); see `take`."""
+        while True:
+            message = self.take(kind, on_warning=on_warning)
+            if message is not None:
+                return message
+            if not self.read_more():
+                raise ContainerInitError(f"container init exited while waiting for {kind}")
 
     def raise_reported_error(self) -> None:
         """If the peer reported an error before exiting, raise it (reads to EOF)."""

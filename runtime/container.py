@@ -22,13 +22,13 @@ import time
 from runtime import jsonio as json
 from runtime import log
 from runtime import state as st
-from runtime.errors import InvalidState, NotFound, SpecError
+from runtime.errors import ContainerInitError, InvalidState, NotFound, SpecError
 from runtime.signals import signal
 from runtime.spec import load_bundle, namespace_map, validate_process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
     from typing import Any
 
     from runtime.channel import Channel
@@ -45,6 +45,22 @@ _ALLOWED_DEVICES = (
     ("c", 1, 8, "rwm"), ("c", 1, 7, "rwm"), ("c", 5, 0, "rwm"), ("c", 1, 5, "rwm"),
     ("c", 1, 9, "rwm"), ("c", 136, None, "rwm"), ("c", 5, 2, "rwm"), ("c", 10, 200, "rwm"),
 )  # fmt: skip
+
+
+class WaitReadable:
+    """What a create step waits for: `fd` readable (see `Runtime.create_steps`)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __repr__(self) -> str:
+        return f"WaitReadable({self.fd})"
+
+
+if TYPE_CHECKING:
+    CreateSteps = Generator[WaitReadable, None, st.ContainerState]
 
 
 def _linux_syscalls() -> Syscalls:
@@ -114,6 +130,39 @@ class Runtime:
 
         The container's stdin/stdout/stderr are the caller's, as with runc, unless
         `stdio` gives three fds for them (a supervisor's pipes or a log file)."""
+        steps = self.create_steps(
+            container_id, bundle, pid_file=pid_file, console_socket=console_socket,
+            preserve_fds=preserve_fds, monitor=monitor, stdio=stdio,
+        )  # fmt: skip
+        while True:
+            try:
+                next(steps)  # the reads that follow a WaitReadable block instead
+            except StopIteration as done:
+                created: st.ContainerState = done.value
+                return created
+
+    def create_steps(
+        self,
+        container_id: str,
+        bundle: str,
+        *,
+        pid_file: str = "",
+        console_socket: str = "",
+        preserve_fds: int = 0,
+        monitor: bool = True,
+        stdio: tuple[int, int, int] | None = None,
+        caller_reaps: bool = False,
+    ) -> CreateSteps:
+        """`create` as a generator, for an event loop that creates several containers
+        at once: most of a create is waiting for init to set itself up. It yields a
+        `WaitReadable` before each read of the setup channel (resume it once that fd
+        is readable) and returns the container's state (StopIteration.value).
+
+        The first step forks: once it has returned (or raised), the child holds its
+        copies of `stdio` and the caller may close its own. With `caller_reaps` the
+        caller reaps every child the create forks (its loop reaps all children, as a
+        subreaper does): the create then never waits for one. Closing the generator
+        before it is done undoes the create, as a failure does."""
         st.validate_id(container_id)
         bundle = os.path.abspath(bundle)
         config = load_bundle(bundle, require_process=False)
@@ -127,18 +176,20 @@ class Runtime:
         directory = self.store.reserve(container_id)
         undo: list[Callable[[], None]] = [lambda: _remove_tree(directory)]
         try:
-            return self._create(
+            created = yield from self._create(
                 container_id, bundle, config, rootfs, namespaces, directory, undo,
                 pid_file=pid_file, console_socket=console_socket,
                 preserve_fds=preserve_fds, monitor=monitor, stdio=stdio,
+                caller_reaps=caller_reaps,
             )  # fmt: skip
-        except BaseException:
+        except BaseException:  # GeneratorExit too: an abandoned create is undone
             for action in reversed(undo):
                 try:
                     action()
                 except Exception as e:  # keep undoing; report the original error
                     log.warning(f"clean up after failed create of {container_id}: {e}")
             raise
+        return created
 
     def _create(
         self,
@@ -155,7 +206,8 @@ class Runtime:
         preserve_fds: int,
         monitor: bool,
         stdio: tuple[int, int, int] | None,
-    ) -> st.ContainerState:
+        caller_reaps: bool,
+    ) -> CreateSteps:
         # Imported here: of all verbs only create needs the setup code (and ctypes).
         from runtime.channel import channel_pair
         from runtime.fork import fork_child
@@ -200,10 +252,13 @@ class Runtime:
             if fd >= 0:
                 os.close(fd)
         pids: list[int] = [intermediate]
-        undo.append(lambda: _kill_and_reap(pids))
+        # A caller that reaps may already have reaped them when the undo runs: the
+        # signal then finds no process (pids are not reused before the pid space
+        # wraps around, far more forks away than one create takes).
+        undo.append(lambda: _kill(pids) if caller_reaps else _kill_and_reap(pids))
         _record_creating(directory, _cgroup_path(container_id, config), pids)
         try:
-            init_pid = self._drive_setup(
+            init_pid = yield from self._drive_setup(
                 container_id, bundle, config, parent, cgroup, pids, directory
             )
         finally:
@@ -222,7 +277,7 @@ class Runtime:
         self.store.save(directory, record)
         if pid_file:
             st.atomic_write(os.path.abspath(pid_file), f"{init_pid}".encode())
-        if not monitor:
+        if not monitor and not caller_reaps:
             # The intermediate exits once init is forked; init is now our child.
             _reap(intermediate)
         return st.ContainerState(directory, record)
@@ -242,16 +297,16 @@ class Runtime:
         cgroup: Any,
         pids: list[int],
         directory: str,
-    ) -> int:
+    ) -> Generator[WaitReadable, None, int]:
         """The parent's half of the setup protocol (see `runtime.channel`)."""
         from runtime.init import has_runtime_hooks
 
         linux = config["linux"]
         if namespace_map(config).get("user") == "":
-            message = channel.expect("userns_ready", on_warning=log.warning)
+            message = yield from _expect(channel, "userns_ready")
             write_id_maps(message["pid"], linux["uidMappings"], linux["gidMappings"])
             channel.send("mapped")
-        init_pid = channel.expect("init_pid", on_warning=log.warning)["pid"]
+        init_pid = (yield from _expect(channel, "init_pid"))["pid"]
         pids.insert(0, init_pid)
         _record_creating(directory, _cgroup_path(container_id, config), pids)
         if namespace_map(config).get("user") == "":
@@ -268,7 +323,7 @@ class Runtime:
         if has_runtime_hooks(config):
             from runtime.hooks import run_hooks
 
-            channel.expect("run_hooks", on_warning=log.warning)
+            yield from _expect(channel, "run_hooks")
 
             hook_state = {
                 "ociVersion": st.OCI_VERSION, "id": container_id, "status": st.CREATED,
@@ -278,7 +333,7 @@ class Runtime:
             run_hooks(hooks, "prestart", hook_state)
             run_hooks(hooks, "createRuntime", hook_state)
             channel.send("hooks_done")
-        channel.expect("ready", on_warning=log.warning)
+        yield from _expect(channel, "ready")
         return int(init_pid)
 
     # -- other verbs --------------------------------------------------------------
@@ -571,11 +626,26 @@ def _any_alive(cgroup: Any) -> bool:
         return False
 
 
-def _kill_and_reap(pids: list[int]) -> None:
+def _kill(pids: list[int]) -> None:
     for pid in pids:
         _signal(pid, signal.SIGKILL)
+
+
+def _kill_and_reap(pids: list[int]) -> None:
+    _kill(pids)
     for pid in pids:
         _reap(pid)
+
+
+def _expect(channel: Channel, kind: str) -> Generator[WaitReadable, None, dict[str, Any]]:
+    """The next message of `kind` from init, yielding while none has arrived."""
+    while True:
+        message = channel.take(kind, on_warning=log.warning)
+        if message is not None:
+            return message
+        yield WaitReadable(channel.read_fd)
+        if not channel.read_more():
+            raise ContainerInitError(f"container init exited while waiting for {kind}")
 
 
 def _reap(pid: int) -> None:

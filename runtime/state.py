@@ -74,14 +74,16 @@ def validate_id(container_id: str) -> None:
         raise InvalidState(f"invalid container id {container_id!r}")
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write to a temporary file in the same directory, fsync, rename over `path`."""
+def atomic_write(path: str, data: bytes, mode: int = 0o644, *, sync: bool = True) -> None:
+    """Write to a temporary file in the same directory, fsync (unless not `sync`),
+    rename over `path`."""
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)

@@ -7,11 +7,13 @@ Layout of the allocator's directory (one per pod CIDR):
     <dir>/lock             flock(2)ed around every operation
 
 Rules a reader must know:
-- A reservation is made by writing a temporary file with the owner, fsyncing it and
-  hard-linking it to <dir>/<ip>: link(2) fails if the name exists, so an address is
-  never handed out twice, even across processes, and a crash leaves either no file
-  or a complete one. Temporary files found under the lock belong to a crashed
-  writer and are removed.
+- A reservation is made by writing a temporary file with the owner and hard-linking
+  it to <dir>/<ip>: link(2) fails if the name exists, so an address is never handed
+  out twice, even across processes, and a crashed process leaves either no file or
+  a complete one. Temporary files found under the lock belong to a crashed writer
+  and are removed. Nothing is fsynced: a crash of the machine ends every pod the
+  addresses belong to, and a file it leaves empty still counts as in use (next
+  rule); three fsyncs per pod, under the lock, were most of a pod's network setup.
 - A file that names an address but cannot be read or is empty still counts as in
   use: when in doubt, an address is never reused.
 - Allocation is round-robin from the last address handed out, so a pod that crash-
@@ -21,11 +23,15 @@ Rules a reader must know:
 - `allocate` is idempotent per owner: asking again returns the same address.
 
 Concurrency: a threading lock for threads of this process, flock for other
-processes; both held for the whole operation.
+processes; both held for the whole operation. Each operation reads the directory
+once at most; `lookup` of an owner seen before reads only its file (a reservation
+this process made or read, checked against the disk, so another process's changes
+are never missed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import ipaddress
 import logging
@@ -58,6 +64,8 @@ class Allocator:
         self.network = network
         self.reserved = frozenset(reserved) | {network.network_address + 1}
         self._lock = threading.Lock()
+        # owner -> the address last seen reserved for it; a hint, checked on use.
+        self._seen: dict[str, ipaddress.IPv4Address] = {}
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     # -- queries ---------------------------------------------------------------
@@ -70,27 +78,38 @@ class Allocator:
     def lookup(self, owner: str) -> ipaddress.IPv4Address | None:
         """The address reserved for `owner`, if any."""
         with self._locked():
-            return self._find(owner)
+            seen = self._seen.get(owner)
+            if seen is not None and self._holder(seen) == owner:
+                return seen
+            return self._find(owner, self._scan())
 
     # -- changes ---------------------------------------------------------------
 
     def allocate(self, owner: str) -> ipaddress.IPv4Address:
         """Reserve an address for `owner` (or return the one it has already)."""
+        return self.reserve(owner)[0]
+
+    def reserve(self, owner: str) -> tuple[ipaddress.IPv4Address, bool]:
+        """`allocate`, and whether `owner` had the address already."""
         if not owner or "\n" in owner:
             raise NetworkError(f"allocate address: invalid owner {owner!r}")
         with self._locked():
-            self._remove_stale_temporaries()
-            existing = self._find(owner)
+            found = self._scan()
+            existing = self._find(owner, found)
             if existing is not None:
-                return existing
-            used = {ip for ip, _ in self._scan()}
+                return existing, True
+            used = {ip for ip, _ in found}
             for candidate in self._candidates():
                 if candidate in used or candidate in self.reserved:
                     continue
                 if self._reserve(candidate, owner):
-                    atomic_write(str(self.directory / LAST_RESERVED), f"{candidate}\n".encode())
+                    atomic_write(
+                        str(self.directory / LAST_RESERVED), f"{candidate}\n".encode(),
+                        sync=False,
+                    )  # fmt: skip
+                    self._seen[owner] = candidate
                     log.debug("reserved %s", candidate, extra={"owner": owner})
-                    return candidate
+                    return candidate, False
         raise AddressesExhausted(f"allocate address for {owner}: no free address in {self.network}")
 
     def release(self, owner: str) -> ipaddress.IPv4Address | None:
@@ -103,8 +122,7 @@ class Allocator:
                     os.unlink(self.directory / str(ip))
                     released = ip
                     log.debug("released %s", ip, extra={"owner": owner})
-            if released is not None:
-                _fsync_dir(self.directory)
+            self._seen.pop(owner, None)
         return released
 
     # -- internals ---------------------------------------------------------------
@@ -120,22 +138,36 @@ class Allocator:
                 os.close(fd)  # also drops the flock
 
     def _scan(self) -> list[tuple[ipaddress.IPv4Address, str]]:
+        """Every reservation (owner "" if unreadable); temporaries of crashed
+        writers are removed on the way."""
         found = []
         with os.scandir(self.directory) as entries:
             for entry in entries:
+                if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                    continue
                 try:
                     ip = ipaddress.IPv4Address(entry.name)
                 except ValueError:
-                    continue  # lock, last_reserved, temporaries
-                try:
-                    owner = Path(entry.path).read_text().strip()
-                except OSError:
-                    owner = ""
+                    continue  # lock, last_reserved
+                owner = self._holder(ip)
                 found.append((ip, owner))
+                if owner:
+                    self._seen[owner] = ip
         return found
 
-    def _find(self, owner: str) -> ipaddress.IPv4Address | None:
-        for ip, holder in self._scan():
+    def _holder(self, ip: ipaddress.IPv4Address) -> str:
+        try:
+            return (self.directory / str(ip)).read_text().strip()
+        except OSError:
+            return ""
+
+    @staticmethod
+    def _find(
+        owner: str, found: list[tuple[ipaddress.IPv4Address, str]]
+    ) -> ipaddress.IPv4Address | None:
+        for ip, holder in found:
             if holder == owner:
                 return ip
         return None
@@ -164,7 +196,6 @@ class Allocator:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, f"{owner}\n".encode())
-            os.fsync(fd)
         finally:
             os.close(fd)
         try:
@@ -173,22 +204,4 @@ class Allocator:
             return False
         finally:
             os.unlink(tmp)
-        _fsync_dir(self.directory)
         return True
-
-    def _remove_stale_temporaries(self) -> None:
-        with os.scandir(self.directory) as entries:
-            stale = [e.path for e in entries if e.name.startswith(".") and e.name.endswith(".tmp")]
-        for path in stale:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -23,8 +23,10 @@ setup, in order (each acquisition registers its undo; a failure undoes them all)
 teardown, in order: host-port rules, the veth pair (deleting the host end deletes
 both), then the address, last, so that it is never handed out while still in use.
 
-Concurrency: setup, teardown, start and destroy of one manager are serialised by a
-lock; IPAM also locks across processes. Every method blocks (netlink, iptables
+Concurrency: setups and teardowns run side by side (each touches only its own pod's
+links and rules; IPAM locks, across processes too), start and destroy (the bridge
+and chains every pod uses) alone: a shared/exclusive lock. A node starting 100 pods
+at once used to queue every pod's setup behind the others'. Every method blocks (netlink, iptables
 processes): call them from worker threads (asyncio.to_thread), never on a thread
 running an asyncio loop, where pyroute2's synchronous API cannot run.
 """
@@ -39,7 +41,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +100,7 @@ class NetworkManager:
         self.host = host or HostSettings(config.host_journal)
         self.net_dev = net_dev  # the host's links' counters (pod_interface_stats)
         self.allocator = Allocator(config.ipam_dir, config.network)
-        self._lock = threading.RLock()
+        self._lock = _SharedLock()
         self._started = False
         self._start_error: str | None = None
 
@@ -109,7 +111,9 @@ class NetworkManager:
         Idempotent; setup calls it, the CRI server should call it at start-up so
         that Status reports the network ready (or why not)."""
         _refuse_event_loop_thread()
-        with self._lock:
+        if self._started:
+            return
+        with self._lock.exclusive():
             if self._started:
                 return
             try:
@@ -142,9 +146,9 @@ class NetworkManager:
         netns_dir mount, and the journalled host settings. For uninstalling and tests;
         running pods lose their network."""
         _refuse_event_loop_thread()
-        with self._lock:
+        with self._lock.exclusive():
             for owner in self.allocations():
-                self.teardown(owner)
+                self._teardown(owner, None)
             if self.config.netns_dir.is_dir():
                 for entry in sorted(self.config.netns_dir.iterdir()):
                     if netns.is_netns(entry):
@@ -188,11 +192,10 @@ class NetworkManager:
         self.start()
         config = self.config
         host_end = veth_name(config, sandbox_id)
-        with self._lock, contextlib.ExitStack() as undo:
+        with self._lock.shared(), contextlib.ExitStack() as undo:
             # Rules are installed after the address and removed before it is freed:
             # a sandbox without an address has no rules left to clean up.
-            retried = self.allocator.lookup(sandbox_id) is not None
-            ip = self.allocator.allocate(sandbox_id)
+            ip, retried = self.allocator.reserve(sandbox_id)
             undo.callback(self.allocator.release, sandbox_id)
             address = ipaddress.IPv4Interface(f"{ip}/{config.network.prefixlen}")
             try:
@@ -221,14 +224,17 @@ class NetworkManager:
         repeats are fine, and so is a namespace already removed)."""
         _refuse_event_loop_thread()
         check_sandbox_id(sandbox_id)
-        with self._lock:
-            self._remove_hostports(sandbox_id)
-            removed = self._delete_link(veth_name(self.config, sandbox_id))
-            if not removed and netns_path and netns.is_netns(Path(netns_path)):
-                # No host end (a setup that died half-way): drop the pod end instead.
-                with self._netlink(Path(netns_path)) as pod:
-                    pod.delete(self.config.interface)
-            released = self.allocator.release(sandbox_id)
+        with self._lock.shared():
+            self._teardown(sandbox_id, netns_path)
+
+    def _teardown(self, sandbox_id: str, netns_path: str | None) -> None:
+        self._remove_hostports(sandbox_id)
+        removed = self._delete_link(veth_name(self.config, sandbox_id))
+        if not removed and netns_path and netns.is_netns(Path(netns_path)):
+            # No host end (a setup that died half-way): drop the pod end instead.
+            with self._netlink(Path(netns_path)) as pod:
+                pod.delete(self.config.interface)
+        released = self.allocator.release(sandbox_id)
         log.info("pod network down", extra={"sandbox": sandbox_id, "ip": str(released)})
 
     def status(self, sandbox_id: str) -> PodNetworkStatus | None:
@@ -349,6 +355,42 @@ class NetworkManager:
             gateway=str(self.config.gateway),
             prefix_length=self.config.network.prefixlen,
         )
+
+
+class _SharedLock:
+    """Any number of holders of the shared side, or one of the exclusive side."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._condition:
+            while self._exclusive:
+                self._condition.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._shared -= 1
+                if not self._shared:
+                    self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._condition:
+            while self._exclusive or self._shared:
+                self._condition.wait()
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._exclusive = False
+                self._condition.notify_all()
 
 
 def _refuse_event_loop_thread() -> None:

@@ -6,7 +6,7 @@ back after a restart is adoption.py's.
 
 Lifecycle of one container (statuses of `protocol.Status`):
 
-    create: record saved as "creating" -> runtime.create(monitor=False, stdio=pipes)
+    create: record saved as "creating" -> runtime create (monitor=False, stdio=pipes)
             -> record "created"; init is now our child (we are its subreaper)
     start:  runtime.start -> "running"
     exit:   reaped (SIGCHLD) -> output drained -> Runtime.record_exit -> "stopped",
@@ -18,10 +18,14 @@ init is reaped, every process of its pid namespace is already gone, so draining 
 pipes then gets all of its output before the exit is reported. A pipe still open
 after that (a process outside the namespace holds it) is read until it closes.
 
-Requests are handled one at a time on the loop's thread; `create`, `start`, `kill`
-and `delete` block the loop while the runtime works (tens of milliseconds; a forced
-delete waits up to 10 s for the container to die), which is the price of a single
-thread with no locks. Nothing else may reap children meanwhile (`reactor.ChildWatcher`).
+Requests are handled one at a time on the loop's thread. A create runs in steps
+(`PipedCreation`): between them, while init sets itself up (most of a create), the
+loop serves other requests and other creates; the id is taken meanwhile
+(`creating`). `start`, `kill` and `delete` block the loop while the runtime works
+(milliseconds; a forced delete waits up to 10 s for the container to die), which is
+the price of a single thread with no locks. Nothing else may reap children
+meanwhile (`reactor.ChildWatcher`): a stepped create leaves the reaping of what it
+forks to the loop.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Any
 
 from cri.supervisor.adoption import adopted_exited
 from cri.supervisor.container import Container
-from cri.supervisor.creation import create_with_pipes, create_with_terminal, wants_terminal
+from cri.supervisor.creation import PipedCreation, create_with_terminal, wants_terminal
 from cri.supervisor.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -106,6 +110,22 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
         os.close(pidfd)
 
 
+class PendingCreate:
+    """A create whose init is still setting itself up: what it will become, and
+    the fd the loop waits on for its next step (-1 while none)."""
+
+    __slots__ = ("creation", "fd", "log_file", "record", "reply")
+
+    def __init__(
+        self, record: ContainerRecord, log_file: LogFile, creation: PipedCreation, reply: Reply
+    ) -> None:
+        self.record = record
+        self.log_file = log_file
+        self.creation = creation
+        self.reply = reply
+        self.fd = -1
+
+
 class ContainerManager:
     def __init__(
         self,
@@ -124,6 +144,9 @@ class ContainerManager:
         self._publish = publish
         self._clock = clock
         self.containers: dict[str, Container] = {}
+        # Creates waiting for their init, by id: not containers yet (no request but
+        # a second create sees them; it finds the id taken).
+        self.creating: dict[str, PendingCreate] = {}
         # What `Runtime.create` imports on first use, loaded now: the first create is
         # not slower than the others, and every fork shares them.
         for module in ("runtime.channel", "runtime.fork", "runtime.init", "runtime.cgroups"):
@@ -139,6 +162,8 @@ class ContainerManager:
     def get(self, container_id: str, op: str) -> Container:
         container = self.containers.get(container_id)
         if container is None:
+            if container_id in self.creating:
+                raise InvalidState(f"{op} {container_id}: container is being created")
             raise NotFound(f"{op} {container_id}: no such container")
         return container
 
@@ -155,7 +180,7 @@ class ContainerManager:
         with_stdin = args.flag("stdin", False)
         what = f"create {container_id}"
         validate_id(container_id, "create")
-        if container_id in self.containers:
+        if container_id in self.containers or container_id in self.creating:
             raise AlreadyExists(f"{what}: container exists already")
         if not os.path.isabs(bundle) or not os.path.isdir(bundle):
             raise InvalidArgument(f"{what}: bundle {bundle!r} is not a directory")
@@ -166,52 +191,109 @@ class ContainerManager:
             created_at=self._clock(),
         )  # fmt: skip
         self.store.save(record)
-        terminal = wants_terminal(bundle)
+        try:
+            log_file = LogFile(log_path)
+        except OSError as e:
+            self.store.remove(container_id)
+            raise SupervisorError(f"{what}: open log {log_path}: {e.strerror}") from None
+        if wants_terminal(bundle):
+            self._create_with_terminal(record, log_file, reply)
+            return
+        try:
+            creation = PipedCreation(
+                self.runtime, container_id, bundle=bundle, with_stdin=with_stdin
+            )
+        except BaseException:
+            log_file.close()
+            self.store.remove(container_id)
+            raise
+        pending = PendingCreate(record, log_file, creation, reply)
+        self.creating[container_id] = pending
+        self._advance(pending)
+
+    def _advance(self, pending: PendingCreate) -> None:
+        """Run a create until it waits for init again, or finish it (reactor callback)."""
+        creation, container_id = pending.creation, pending.record.id
+        # Unwatched while the step runs: the step may close the fd (its last does).
+        self._unwatch(pending)
+        try:
+            fd = creation.advance()
+        except Exception as e:
+            self.creating.pop(container_id, None)
+            for fd in creation.ours:
+                os.close(fd)
+            pending.log_file.close()
+            self.store.remove(container_id)
+            pending.reply.fail(e)
+            return
+        if fd is not None:
+            pending.fd = fd
+            self.reactor.add_reader(fd, lambda: self._advance(pending))
+            return
+        self.creating.pop(container_id, None)
+        assert creation.created is not None
+        in_write = creation.in_write
+        self._created(
+            pending.record, creation.created, pending.log_file, pending.reply,
+            pipes=(creation.out_read, creation.err_read), terminal=-1,
+            stdin=in_write if in_write >= 0 else None,
+        )  # fmt: skip
+
+    def _unwatch(self, pending: PendingCreate) -> None:
+        if pending.fd >= 0:
+            self.reactor.remove(pending.fd)
+            pending.fd = -1
+
+    def _create_with_terminal(
+        self, record: ContainerRecord, log_file: LogFile, reply: Reply
+    ) -> None:
         ours: list[int] = []  # the supervisor's ends, closed if create fails
         try:
-            try:
-                log_file = LogFile(log_path)
-            except OSError as e:
-                raise SupervisorError(f"{what}: open log {log_path}: {e.strerror}") from None
-            try:
-                if terminal:
-                    created, master = create_with_terminal(self.runtime, container_id, bundle)
-                    ours.append(master)
-                    out_read, err_read = os.dup(master), -1
-                    ours.append(out_read)
-                    in_write = os.dup(master) if with_stdin else -1
-                    if with_stdin:
-                        ours.append(in_write)
-                else:
-                    master = -1
-                    created, out_read, err_read, in_write = create_with_pipes(
-                        self.runtime, container_id, bundle=bundle, with_stdin=with_stdin,
-                        ours=ours,
-                    )  # fmt: skip
-            except BaseException:
-                log_file.close()
-                raise
+            created, master = create_with_terminal(self.runtime, record.id, record.bundle)
+            ours.append(master)
+            out_read = os.dup(master)
+            ours.append(out_read)
+            in_write = os.dup(master) if record.stdin else -1
+            if record.stdin:
+                ours.append(in_write)
         except BaseException:
             for fd in ours:
                 os.close(fd)
-            self.store.remove(container_id)
+            log_file.close()
+            self.store.remove(record.id)
             raise
+        self._created(
+            record, created, log_file, reply, pipes=(out_read,), terminal=master,
+            stdin=in_write if in_write >= 0 else None,
+        )  # fmt: skip
+
+    def _created(
+        self,
+        record: ContainerRecord,
+        created: runtime_state.ContainerState,
+        log_file: LogFile,
+        reply: Reply,
+        *,
+        pipes: tuple[int, ...],
+        terminal: int,
+        stdin: int | None,
+    ) -> None:
         record.pid = created.pid
         record.status = Status.CREATED
-        container = Container(record, log=log_file, terminal=master)
+        container = Container(record, log=log_file, terminal=terminal)
+        streams = (STDOUT, STDERR)
         container.pipes = [
             OutputPipe(self.reactor, fd, stream, log_file, lambda: self._pipe_closed(container))
-            for fd, stream in ((out_read, STDOUT), (err_read, STDERR))
-            if fd >= 0
+            for fd, stream in zip(pipes, streams, strict=False)
         ]
         for pipe in container.pipes:
             pipe.on_data = container.output
-        if with_stdin:
-            container.stdin = StdinPipe(self.reactor, in_write)
-        self.containers[container_id] = container
+        if stdin is not None:
+            container.stdin = StdinPipe(self.reactor, stdin)
+        self.containers[record.id] = container
         self.children.watch(record.pid, lambda status: self.exited(container, status))
         self.store.save(record)
-        log.info("created container %s (pid %d)", container_id, record.pid)
+        log.info("created container %s (pid %d)", record.id, record.pid)
         self._event(EventKind.CREATED, container)
         reply.ok(container.info().to_wire())
 
@@ -404,7 +486,16 @@ class ContainerManager:
             container.pidfd = -1
 
     def close(self) -> None:
-        """Let go of every container (they keep running): the supervisor exits."""
+        """Let go of every container (they keep running): the supervisor exits.
+        A create not done is undone, and its record removed."""
+        for pending in list(self.creating.values()):
+            self._unwatch(pending)
+            pending.creation.abandon()
+            for fd in pending.creation.ours:
+                os.close(fd)
+            pending.log_file.close()
+            self.store.remove(pending.record.id)
+        self.creating.clear()
         for container in self.containers.values():
             self.close_pidfd(container)
             container.close_io()

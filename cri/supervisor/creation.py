@@ -1,14 +1,13 @@
 """How `create` has the runtime make a container, and with what stdio: three pipes
-(`create_with_pipes`), or a terminal when the bundle's process asks for one
-(`wants_terminal`, `create_with_terminal`: the runtime sends the pty master to a
-console socket of ours). ContainerManager.create (containers.py) saves the record
-first, then copies what arrives on our ends to the container's log.
+(`PipedCreation`, step by step on the supervisor's loop), or a terminal when the
+bundle's process asks for one (`wants_terminal`, `create_with_terminal`, at once:
+the runtime sends the pty master to a console socket of ours, and terminals are
+rare enough not to be worth the steps). ContainerManager.create (containers.py)
+saves the record first, then copies what arrives on our ends to the container's log.
 
-Both call `Runtime.create(monitor=False)`, after which init is our child (we are
-its subreaper), blocked until `start`. The container's ends are closed here once the
-runtime has them; ours are the caller's to close if anything after fails
-(`create_with_pipes` appends them to `ours` as it makes them, so that a failure half
-way leaks none).
+Both have the runtime create with monitor=False, after which init is our child (we
+are its subreaper), blocked until `start`. The container's ends are closed here
+once the runtime has forked; ours are the caller's to close if anything after fails.
 """
 
 from __future__ import annotations
@@ -38,29 +37,63 @@ def wants_terminal(bundle: str) -> bool:
         return False
 
 
-def create_with_pipes(
-    runtime: Runtime, container_id: str, *, bundle: str, with_stdin: bool, ours: list[int]
-) -> tuple[runtime_state.ContainerState, int, int, int]:
-    """Create with three pipes as stdio; (created, stdout and stderr read ends,
-    stdin write end or -1). Our ends are appended to `ours` as they are made."""
-    out_read, out_write = os.pipe()
-    ours.append(out_read)
-    err_read, err_write = os.pipe()
-    ours.append(err_read)
-    in_write = -1
-    if with_stdin:
-        in_read, in_write = os.pipe()
-        ours.append(in_write)
-    else:
-        in_read = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        created = runtime.create(
-            container_id, bundle, monitor=False, stdio=(in_read, out_write, err_write)
-        )
-    finally:
-        for fd in (in_read, out_write, err_write):
+class PipedCreation:
+    """A create with three pipes as stdio, run a step at a time by the supervisor's
+    loop so that other requests (other creates among them) go on while init sets
+    itself up. `advance` runs it until it waits (the fd to wait for) or is done
+    (None; `created` is set); an error it raises ends it. Our ends (`ours`: stdout
+    and stderr read ends, the stdin write end or -1) are the caller's to close if
+    it fails; the container's ends are closed once the runtime has forked."""
+
+    def __init__(
+        self, runtime: Runtime, container_id: str, *, bundle: str, with_stdin: bool
+    ) -> None:
+        self.ours: list[int] = []
+        theirs: list[int] = []
+        try:
+            out_read, out_write = os.pipe()
+            self.ours.append(out_read)
+            theirs.append(out_write)
+            err_read, err_write = os.pipe()
+            self.ours.append(err_read)
+            theirs.append(err_write)
+            if with_stdin:
+                in_read, self.in_write = os.pipe()
+                self.ours.append(self.in_write)
+            else:
+                in_read, self.in_write = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
+            theirs.append(in_read)
+        except OSError:
+            for fd in self.ours + theirs:
+                os.close(fd)
+            raise
+        self.out_read, self.err_read = out_read, err_read
+        self._theirs = theirs
+        self._steps = runtime.create_steps(
+            container_id, bundle, monitor=False, stdio=(in_read, out_write, err_write),
+            caller_reaps=True,
+        )  # fmt: skip
+        self.created: runtime_state.ContainerState | None = None
+
+    def advance(self) -> int | None:
+        try:
+            wait = next(self._steps)
+        except StopIteration as done:
+            self.created = done.value
+            return None
+        finally:
+            self._close_theirs()  # after the first step the child has its copies
+        return wait.fd
+
+    def abandon(self) -> None:
+        """Undo a create that is not done (the supervisor is going away)."""
+        self._steps.close()
+        self._close_theirs()
+
+    def _close_theirs(self) -> None:
+        for fd in self._theirs:
             os.close(fd)
-    return created, out_read, err_read, in_write
+        self._theirs = []
 
 
 def create_with_terminal(

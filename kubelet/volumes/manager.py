@@ -141,20 +141,19 @@ class VolumeManager:
         could be set up stay set up for the next try."""
         uid = self._uid(pod)
         with self._lock(uid):
-            mounted = set(self.mounter.mount_points(self.config.pod_dir(uid)))
             paths: dict[str, Path] = {}
             failures: list[VolumeError] = []
             for volume in (pod.get("spec") or {}).get("volumes") or []:
                 name = str(volume.get("name") or "")
                 try:
-                    paths[name] = self._setup_volume(pod, uid, volume, mounted)
+                    paths[name] = self._setup_volume(pod, uid, volume)
                 except VolumeError as e:
                     failures.append(e)
             if failures:
                 raise failures[0]
             return paths
 
-    def _setup_volume(self, pod: Object, uid: str, volume: Object, mounted: set[Path]) -> Path:
+    def _setup_volume(self, pod: Object, uid: str, volume: Object) -> Path:
         name = str(volume.get("name") or "")
         if not _VOLUME_NAME.match(name):
             raise setup_failed(name, f"invalid volume name {name!r}: must be a DNS label")
@@ -173,7 +172,7 @@ class VolumeManager:
                 host_path.check_type(path, str(source.get("type") or ""))
                 return path
             if kind == "emptyDir":
-                return self._empty_dir(pod, uid, name, source, mounted, fs_group)
+                return self._empty_dir(pod, uid, name, source, fs_group)
             # The content first: a volume whose source is missing mounts nothing.
             mode = int(source.get("defaultMode", sources.DEFAULT_MODE))
             if kind == "configMap":
@@ -183,17 +182,17 @@ class VolumeManager:
                 payload = sources.secret_payload(
                     self.client, namespace, source, mode, name_field="secretName"
                 )
-                target = self._tmpfs(self.volume_dir(uid, SECRET, name), pod, None, mounted)
+                target = self._tmpfs(self.volume_dir(uid, SECRET, name), pod, None)
             elif kind == "downwardAPI":
                 payload = sources.downward_payload(
                     pod, source.get("items") or [], mode, self._allocatable
                 )
-                target = self._tmpfs(self.volume_dir(uid, DOWNWARD_API, name), pod, None, mounted)
+                target = self._tmpfs(self.volume_dir(uid, DOWNWARD_API, name), pod, None)
             else:
                 payload = sources.projected_payload(
                     self.client, pod, source, self._allocatable, fs_group=fs_group
                 )
-                target = self._tmpfs(self.volume_dir(uid, PROJECTED, name), pod, None, mounted)
+                target = self._tmpfs(self.volume_dir(uid, PROJECTED, name), pod, None)
             write_payload(target, payload, fs_group=fs_group)
             return target
         except (sources.VolumeSourceError, OSError, ValueError, TypeError) as e:
@@ -201,9 +200,8 @@ class VolumeManager:
             raise setup_failed(name, str(e)) from None
 
     def _empty_dir(
-        self, pod: Object, uid: str, name: str, source: Object, mounted: set[Path],
-        fs_group: int | None,
-    ) -> Path:  # fmt: skip
+        self, pod: Object, uid: str, name: str, source: Object, fs_group: int | None
+    ) -> Path:
         target = self.volume_dir(uid, EMPTY_DIR, name)
         medium = str(source.get("medium") or "")
         if medium not in ("", "Memory"):
@@ -212,19 +210,19 @@ class VolumeManager:
         target.mkdir(parents=True, exist_ok=True)
         if created:
             os.chmod(target, EMPTY_DIR_MODE)  # whatever the umask
-        fresh_tmpfs = medium == "Memory" and target not in mounted
+        fresh_tmpfs = medium == "Memory" and not self.mounter.is_mount_point(target)
         if fresh_tmpfs:
             limit = source.get("sizeLimit")
-            self._tmpfs(target, pod, value(limit) if limit is not None else None, mounted)
+            self._tmpfs(target, pod, value(limit) if limit is not None else None)
             os.chmod(target, EMPTY_DIR_MODE)  # a new tmpfs's root is 1777
         if fs_group is not None and (created or fresh_tmpfs):
             os.chown(target, -1, fs_group)
             os.chmod(target, EMPTY_DIR_MODE | 0o2000)
         return target
 
-    def _tmpfs(self, target: Path, pod: Object, size_limit: int | None, mounted: set[Path]) -> Path:
+    def _tmpfs(self, target: Path, pod: Object, size_limit: int | None) -> Path:
         """`target`, a tmpfs sized as the module docstring says (mounted once)."""
-        if target in mounted:
+        if self.mounter.is_mount_point(target):
             return target
         target.mkdir(parents=True, exist_ok=True)
         sizes = [limit for limit in (pod_memory_limit(pod), size_limit) if limit]
@@ -236,7 +234,6 @@ class VolumeManager:
         if node_memory:
             sizes.append(value(node_memory))
         self.mounter.mount_tmpfs(target, size_bytes=min(sizes) if sizes else None)
-        mounted.add(target)
         return target
 
     # -- mounts -------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The only kernel calls of the volume manager: tmpfs mounts, bind mounts of an open
-file descriptor (safe subPaths), unmounts, and the list of mount points under a
-directory (from mountinfo). `LinuxMounter` makes them with libc; tests use
-`kubelet.volumes.testing.RecordingMounter`.
+file descriptor (safe subPaths), unmounts, whether a tmpfs is mounted on a directory
+(a stat: every pod sync asks, and mountinfo on a node with 100 pods is hundreds of
+lines for the kernel to format and us to parse), and the list of mount points under
+a directory (from mountinfo, which sees bind mounts too: for teardown).
+`LinuxMounter` makes them with libc; tests use `kubelet.volumes.testing.RecordingMounter`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ class Mounter(Protocol):
 
     def mount_points(self, under: Path) -> list[Path]:
         """Mount points at or below `under`, deepest first."""
+        ...
+
+    def is_mount_point(self, path: Path) -> bool:
+        """Whether a filesystem of its own (a tmpfs) is mounted on `path`; a bind
+        mount within one filesystem is not seen."""
         ...
 
 
@@ -102,3 +109,6 @@ class LinuxMounter:
 
     def mount_points(self, under: Path) -> list[Path]:
         return parse_mount_points(self._mountinfo.read_text(), under)
+
+    def is_mount_point(self, path: Path) -> bool:
+        return os.path.ismount(path)

@@ -39,3 +39,6 @@ class RecordingMounter:
     def mount_points(self, under: Path) -> list[Path]:
         inside = [p for p in self.mounted if p == under or under in p.parents]
         return sorted(inside, key=lambda p: len(p.parts), reverse=True)
+
+    def is_mount_point(self, path: Path) -> bool:
+        return path in self.mounted

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -253,6 +254,42 @@ def test_two_pods_reach_each_other_and_the_gateway(net: Net) -> None:
     assert stats.rx_bytes <= own.rx_bytes < stats.rx_bytes + 4096
     assert stats.tx_bytes <= own.tx_bytes < stats.tx_bytes + 4096
     assert own.rx_errors == own.tx_errors == 0
+
+
+def test_pods_set_up_at_once_get_their_own_addresses_and_links(net: Net) -> None:
+    names = [f"sb-many-{i}" for i in range(8)]
+    paths = {name: net.pod(name) for name in names}
+    statuses: dict[str, Any] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(names))
+
+    def set_up(name: str) -> None:
+        try:
+            start.wait()
+            statuses[name] = net.manager.setup(name, paths[name])
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=set_up, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert len({status.ip for status in statuses.values()}) == len(names)
+    ports = {str(p["ifname"]) for p in ip_json("link", "show", "master", net.config.bridge)}
+    assert ports == {veth_name(net.config, name) for name in names}
+    for name in names:
+        assert link_names(paths[name]) == {"lo", "eth0"}
+    assert pings(paths[names[0]], statuses[names[-1]].ip)
+    # and torn down at once, every address comes back
+    threads = [threading.Thread(target=net.manager.teardown, args=(n, paths[n])) for n in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert net.manager.allocations() == {}
+    assert {str(p["ifname"]) for p in ip_json("link", "show", "master", net.config.bridge)} == set()
 
 
 def test_host_port_dnat(net: Net) -> None:

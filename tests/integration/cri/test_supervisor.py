@@ -416,6 +416,46 @@ def test_failed_create_leaves_nothing(node: Node):
     assert node.leftovers() == []
 
 
+def test_a_slow_create_holds_up_no_other_request(node: Node):
+    """Creates run side by side: while one container's init is still setting itself
+    up (here a createContainer hook sleeps), other containers are created and
+    started, and the waiting one's id is taken."""
+
+    def slow_setup(config: dict[str, Any]) -> None:
+        config["hooks"] = {"createContainer": [{"path": "/bin/sleep", "args": ["sleep", "2"]}]}
+
+    slow_id, slow_bundle = node.bundle(["sleep", "60"], edit=slow_setup)
+    created: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: created.append(node.client.create(slow_id, slow_bundle)), daemon=True
+    )
+    thread.start()
+
+    def pending() -> bool:
+        try:
+            node.client.state(slow_id)
+        except InvalidState:
+            return True
+        except NotFound:
+            return False  # not there yet
+        raise AssertionError("the slow create finished before its hook did")
+
+    wait_for(pending, "the slow create to be under way")
+    with pytest.raises(AlreadyExists):
+        node.client.create(slow_id, slow_bundle)
+    with pytest.raises(InvalidState, match="being created"):
+        node.client.delete(slow_id, force=True)
+    others = [node.run(["sleep", "60"]) for _ in range(3)]
+    assert created == []  # still waiting for its init
+    for container_id in others:
+        assert node.client.state(container_id).status is Status.RUNNING
+    thread.join(timeout=15)
+    [info] = created
+    assert info.status is Status.CREATED
+    assert node.client.start(slow_id).status is Status.RUNNING
+    assert {info.id for info in node.client.list()} == {slow_id, *others}
+
+
 # -- clients and supervisors that die --------------------------------------------------
 
 _CLIENT = """

@@ -224,3 +224,20 @@ def test_never_twice_across_processes(tmp_path: Path) -> None:
     assert len(handed_out) == 45
     assert len(set(handed_out)) == 45
     assert len(Allocator(tmp_path, IPv4Network("10.200.2.0/26")).allocations()) == 45
+
+
+def test_reserve_says_whether_the_owner_had_its_address(allocator: Allocator) -> None:
+    assert allocator.reserve("a") == (ip(2), False)
+    assert allocator.reserve("a") == (ip(2), True)
+    assert allocator.reserve("b") == (ip(3), False)
+
+
+def test_lookup_follows_changes_made_by_another_instance(tmp_path: Path) -> None:
+    ours, theirs = Allocator(tmp_path, NET), Allocator(tmp_path, NET)
+    address = ours.allocate("a")
+    assert ours.lookup("a") == address
+    theirs.release("a")
+    assert ours.lookup("a") is None
+    moved = theirs.allocate("a")
+    assert moved != address
+    assert ours.lookup("a") == moved
