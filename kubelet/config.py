@@ -55,6 +55,9 @@ class KubeletConfig:
     runtime_request_timeout: float = 120.0
     image_pull_progress_deadline: float = 600.0
     serialize_image_pulls: bool = True
+    # Events written per second after a burst, by a thread of their own (0: no limit).
+    event_qps: float = 50.0
+    event_burst: int = 100
     # Back-off of restarted containers and failed pulls: doubles from initial to max;
     # reset after the container ran max*2 (10 minutes) without failing.
     backoff_initial: float = 10.0

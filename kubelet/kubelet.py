@@ -108,7 +108,9 @@ class Kubelet:
         self.client = Client.from_kubeconfig(config.kubeconfig)
         self.cri = CriClient(config.container_runtime_endpoint,
                              timeout=config.runtime_request_timeout)  # fmt: skip
-        self.events = EventRecorder(self.client, config.node_name)
+        self.events = EventRecorder(
+            self.client, config.node_name, qps=config.event_qps, burst=config.event_burst
+        )
         self.volumes = VolumeManager(self.client, config)
         self.probes = ProbeManager(self.cri, self.events, on_change=self._wake)
         self.server = NodeServer(config, self.cri, self.pods)
@@ -267,6 +269,7 @@ class Kubelet:
         if not self._wait_for_runtime(stop):
             return
         self.server.start()
+        self.events.start()
         threads: list[threading.Thread] = []
         try:
             try:
@@ -299,5 +302,6 @@ class Kubelet:
             manager.stop_workers()
             self.probes.stop()
             self.server.stop()
+            self.events.stop()
             self.cri.close()
             self.client.close()

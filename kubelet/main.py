@@ -69,6 +69,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: must be 0 or more")
+    return value
+
+
 def _ip(text: str) -> str:
     if not text:
         return ""  # the default: chosen at start-up
@@ -169,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-pull-progress-deadline", type=parse_duration, default=600.0)
     p.add_argument("--serialize-image-pulls", type=lambda s: s.lower() in ("true", "1", "yes"),
                    default=True)  # fmt: skip
+    p.add_argument("--event-qps", type=_non_negative_float, default=50.0,
+                   help="events written per second after a burst (0: no limit)")  # fmt: skip
+    p.add_argument("--event-burst", type=_positive_int, default=100)
     p.add_argument("--max-dead-containers-per-container", type=_positive_int, default=1)
     p.add_argument("--eviction-hard", type=_signal_map("<"), default=None,
                    help='default "memory.available<100Mi,nodefs.available<10%%"')  # fmt: skip
@@ -214,6 +227,8 @@ def config_from_args(args: argparse.Namespace) -> KubeletConfig:
         runtime_request_timeout=args.runtime_request_timeout,
         image_pull_progress_deadline=args.image_pull_progress_deadline,
         serialize_image_pulls=args.serialize_image_pulls,
+        event_qps=args.event_qps,
+        event_burst=args.event_burst,
         max_dead_containers_per_container=args.max_dead_containers_per_container,
         eviction_soft=args.eviction_soft,
         eviction_soft_grace_period=args.eviction_soft_grace_period,

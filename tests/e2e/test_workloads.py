@@ -192,8 +192,10 @@ def test_a_container_that_exits_1_goes_into_crash_loop_back_off(
     assert "back-off" in status["state"]["waiting"].get("message", ""), status
     listed = cluster.kubectl("get", "pod", "crash", "-n", namespace).stdout
     assert "CrashLoopBackOff" in listed, listed
-    reasons = {e["reason"] for e in events_of(cluster, namespace, "crash")}
-    assert "BackOff" in reasons, reasons
+    wait_for(
+        lambda: "BackOff" in {e["reason"] for e in events_of(cluster, namespace, "crash")},
+        "a BackOff event", 10,
+    )  # fmt: skip
 
 
 def test_init_containers_run_in_order_before_the_app(cluster: Cluster, namespace: str) -> None:

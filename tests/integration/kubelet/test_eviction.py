@@ -104,10 +104,14 @@ def test_memory_pressure_evicts_and_rejects_besteffort_pods(
             ),
             "the evicted pod's containers to stop",
         )
-        events = api.client.list(
-            "/api/v1/namespaces/default/events", fieldSelector=f"involvedObject.uid={uid}"
-        )["items"]
-        assert any(e["reason"] == "Evicted" and e["type"] == "Warning" for e in events)
+
+        def evicted_event() -> bool:  # the recorder's thread writes it
+            events = api.client.list(
+                "/api/v1/namespaces/default/events", fieldSelector=f"involvedObject.uid={uid}"
+            )["items"]
+            return any(e["reason"] == "Evicted" and e["type"] == "Warning" for e in events)
+
+        wait_for(evicted_event, "the Evicted event")
 
         rejected = unique_name("rejected")
         created = api.client.create(PODS, pod(rejected, node, cri.image))

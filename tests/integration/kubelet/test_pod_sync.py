@@ -335,9 +335,15 @@ def test_pull_failure_backs_off(api: ApiServer, cri: Cri, tmp_path: Path) -> Non
             )
             time.sleep(0.1)
         assert _status(api, name)["phase"] == "Pending"
-        events = api.client.list("/api/v1/namespaces/default/events")["items"]
-        reasons = {e["reason"] for e in events if e["involvedObject"].get("name") == name}
-        assert {"Pulling", "Failed"} <= reasons
+
+        def reasons() -> set[str]:
+            events = api.client.list("/api/v1/namespaces/default/events")["items"]
+            return {e["reason"] for e in events if e["involvedObject"].get("name") == name}
+
+        deadline = time.monotonic() + 10  # the recorder's thread writes them
+        while not {"Pulling", "Failed"} <= reasons():
+            assert time.monotonic() < deadline, f"event reasons: {reasons()}"
+            time.sleep(0.1)
 
 
 def test_spec_change_restarts_the_container(api: ApiServer, cri: Cri, tmp_path: Path) -> None:

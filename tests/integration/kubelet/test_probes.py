@@ -238,18 +238,25 @@ def test_the_kubelet_reports_readiness_and_restarts_on_liveness(
         restarted = wait_for(lambda: _ready(api, name), "the new container to be ready", timeout=30)
         assert restarted["containerID"].split("://", 1)[-1] != container_id
 
-        events = api.client.list("/api/v1/namespaces/default/events")["items"]
-        mine = [
-            (e["reason"], e["message"]) for e in events if e["involvedObject"].get("name") == name
-        ]
-        assert any(
-            reason == "Unhealthy"
-            and message.startswith("Liveness probe failed: cat: can't open '/tmp/healthy'")
-            for reason, message in mine
-        )
-        assert any(
-            reason == "Unhealthy" and message.startswith("Readiness probe failed: ")
-            for reason, message in mine
-        )
+        def probe_failures() -> list[tuple[str, str]] | None:
+            # Events are written by the recorder's own thread: wait for both.
+            events = api.client.list("/api/v1/namespaces/default/events")["items"]
+            mine = [
+                (e["reason"], e["message"])
+                for e in events
+                if e["involvedObject"].get("name") == name
+            ]
+            liveness = any(
+                reason == "Unhealthy"
+                and message.startswith("Liveness probe failed: cat: can't open '/tmp/healthy'")
+                for reason, message in mine
+            )
+            readiness = any(
+                reason == "Unhealthy" and message.startswith("Readiness probe failed: ")
+                for reason, message in mine
+            )
+            return mine if liveness and readiness else None
+
+        wait_for(probe_failures, "the liveness and readiness failure events", timeout=10)
         api.client.delete(f"{PODS}/{name}")
         wait_for(lambda: get_or_none(api.client, f"{PODS}/{name}") is None, "deletion", timeout=30)
