@@ -55,3 +55,29 @@ def test_force_delete_of_interrupted_create(
             assert not stat.exists(), f"process {pid} of the half-made container survived"
     # The hook (our grandchild, orphaned with the caller) is the test's to stop.
     os.kill(int(started.read_text()), signal.SIGKILL)
+
+
+def test_force_delete_of_a_container_whose_state_was_lost(
+    tmp_path: Path, make_bundle: Any, runtime_cli: Any
+) -> None:
+    """state.json is not fsynced: one a machine crash left empty reads as a
+    container in an unknown state, which `delete --force` clears."""
+    bundle, cid = make_bundle(["sleep", "30"])
+    runtime_cli.create(bundle, cid)
+    state_dir = runtime_cli.root / cid
+    init = int(runtime_cli.state(cid)["pid"])
+    (state_dir / "state.json").write_text("")
+    result = runtime_cli("state", cid, check=False)
+    assert result.returncode == 1
+    assert "state.json is unreadable" in result.stderr
+    runtime_cli("delete", "--force", cid)
+    assert not state_dir.exists()
+    cgroup_path = f"{runtime_cli.cgroup_parent}/{cid}"
+    leftovers = [c for c in os.listdir("/sys/fs/cgroup") if os.path.isdir(
+        f"/sys/fs/cgroup/{c}{cgroup_path}")]  # fmt: skip
+    assert leftovers == []
+    stat = Path(f"/proc/{init}/stat")
+    deadline = time.monotonic() + 5
+    while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+        assert time.monotonic() < deadline, f"init {init} survived the delete"
+        time.sleep(0.01)
