@@ -8,9 +8,16 @@ and inherits nothing from it. The server talks to it over `<state>/supervisor.so
 with JSON lines (`cri.supervisor.protocol`) through `SupervisorClient`.
 
 What it does, single-threaded around one selector (`reactor`):
-- creates containers from OCI bundles with `Runtime.create(monitor=False,
-  stdio=pipes)`: no per-container monitor process, the supervisor is the child
-  subreaper of every container's init (`containers`, `creation`);
+- creates containers from OCI bundles with the runtime's create (monitor=False,
+  stdio=pipes): no per-container monitor process, the supervisor is the child
+  subreaper of every container's init (`containers`, `creation`). A create runs
+  in steps on the loop (`Runtime.create_steps`), so that while one container's
+  init sets itself up the loop serves other requests and creates. Threads were
+  the other way, but a process that forks must then fork from threads (a child
+  copying another thread's held lock hangs) and share the reaping of children;
+  steps need neither. With 100 pods starting at once the loop was busy 99% of the
+  burst creating one container at a time (29 ms each, 60% of it waiting for init),
+  and 55-70% with creates side by side (12.7 ms of the loop per create);
 - reaps them on SIGCHLD, records each exit with `Runtime.record_exit`, and streams
   exit events to subscribers;
 - copies each container's stdout/stderr to its CRI log file, reopened on request
