@@ -100,10 +100,13 @@ per pod sync, and events written by a thread of their own, same VM, load average
 Other runs of the same code: p99 4.96 (one run), 5.61, 5.76, and 7.03 with the VM
 slower (all Running 6.5-7.8 s, the CRI server's CPU up a third for the same work).
 The node is now CPU-bound: about 80% of both cores is busy during the burst, the
-CRI server (one interpreter, 64 handler threads) most, and the pods still come up
-in lockstep, nearly all in the last second, each pod's start sharing the machine
+CRI server (one interpreter, then 64 handler threads) most, and the pods still come
+up in lockstep, nearly all in the last second, each pod's start sharing the machine
 with all the others'. Limiting the pods started at once in the kubelet (12 or 32)
 made them come up in order (p50 3.6 s) but lengthened the burst (p99 6.4-6.5 s).
+24 CRI handler threads instead of 64, four single runs each, interleaved, on the VM
+when it was slower: p99 6.40/6.30/7.67/5.91 s vs 6.88/6.44/7.73/5.95, the CRI
+server's CPU 4.2/4.0/5.3/3.8 s vs 4.6/4.6/5.7/3.8 (so 24 it is).
 """
 
 from __future__ import annotations
