@@ -66,6 +66,13 @@ class Selectors:
     labels: LabelSelector | None = None
     fields: FieldSelector | None = None
 
+    @property
+    def everything(self) -> bool:
+        """Whether every object matches (no requirements at all)."""
+        return (self.labels is None or self.labels.empty) and (
+            self.fields is None or not self.fields.requirements
+        )
+
     def match(self, resource: ResourceType, obj: Object) -> bool:
         meta = obj.get("metadata") or {}
         if self.labels is not None and not self.labels.matches(meta.get("labels") or {}):
@@ -493,6 +500,10 @@ class Registry:
 
 
 def _watch_event(resource: ResourceType, event: Event, selectors: Selectors) -> WatchEvent | None:
+    if event.type is not EventType.DELETE and selectors.everything:
+        # Every watcher decodes every event: the previous version only when a
+        # selector may have matched it and not the new one (most watch everything).
+        return WatchEvent("MODIFIED" if event.prev_kv is not None else "ADDED", _decode(event.kv))
     previous = _decode(event.prev_kv) if event.prev_kv is not None else None
     if event.type is EventType.DELETE:
         if previous is None or not selectors.match(resource, previous):

@@ -14,6 +14,16 @@ import pytest
 pytestmark = pytest.mark.root
 
 
+def force_delete_clears(runtime_cli: Any, cid: str) -> None:
+    """`delete --force` leaves neither state nor a cgroup of the container."""
+    runtime_cli("delete", "--force", cid)
+    assert not (runtime_cli.root / cid).exists()
+    cgroup_path = f"{runtime_cli.cgroup_parent}/{cid}"
+    leftovers = [c for c in os.listdir("/sys/fs/cgroup") if os.path.isdir(
+        f"/sys/fs/cgroup/{c}{cgroup_path}")]  # fmt: skip
+    assert leftovers == []
+
+
 def test_force_delete_of_interrupted_create(
     tmp_path: Path, make_bundle: Any, runtime_cli: Any
 ) -> None:
@@ -35,12 +45,7 @@ def test_force_delete_of_interrupted_create(
     result = runtime_cli("state", cid, check=False)
     assert result.returncode == 1
     assert "still being created" in result.stderr
-    runtime_cli("delete", "--force", cid)
-    assert not state_dir.exists()
-    cgroup_path = f"{runtime_cli.cgroup_parent}/{cid}"
-    leftovers = [c for c in os.listdir("/sys/fs/cgroup") if os.path.isdir(
-        f"/sys/fs/cgroup/{c}{cgroup_path}")]  # fmt: skip
-    assert leftovers == []
+    force_delete_clears(runtime_cli, cid)
     import json
 
     for pid, start_time in json.loads(record)["pids"]:
@@ -70,12 +75,7 @@ def test_force_delete_of_a_container_whose_state_was_lost(
     result = runtime_cli("state", cid, check=False)
     assert result.returncode == 1
     assert "state.json is unreadable" in result.stderr
-    runtime_cli("delete", "--force", cid)
-    assert not state_dir.exists()
-    cgroup_path = f"{runtime_cli.cgroup_parent}/{cid}"
-    leftovers = [c for c in os.listdir("/sys/fs/cgroup") if os.path.isdir(
-        f"/sys/fs/cgroup/{c}{cgroup_path}")]  # fmt: skip
-    assert leftovers == []
+    force_delete_clears(runtime_cli, cid)
     stat = Path(f"/proc/{init}/stat")
     deadline = time.monotonic() + 5
     while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
