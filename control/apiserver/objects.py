@@ -24,11 +24,13 @@ starts or stops matching is ADDED or DELETED, as the watch cache does. `rv` "" o
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import datetime
 import json
 import secrets
+import threading
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -83,7 +85,39 @@ class Selectors:
 @dataclass(frozen=True)
 class WatchEvent:
     type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
-    object: Object
+    object: Object  # shared with other watches: read, never change
+    encoded: bytes | None = None  # `object` as JSON, when known
+
+
+class _SharedDecodes:
+    """The objects of recent stored changes, decoded and encoded once for all the
+    watches that see them: every watcher decoded every change itself and the server
+    encoded it again for each (a pod's change reaches the kubelet, the scheduler, a
+    handful of controllers). Bounded: the most recent `size` changes."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._items: collections.OrderedDict[tuple[str, int], tuple[Object, bytes]] = (
+            collections.OrderedDict()
+        )
+
+    def get(self, kv: KeyValue) -> tuple[Object, bytes]:
+        key = (kv.key, int(kv.mod_revision))
+        with self._lock:
+            found = self._items.get(key)
+        if found is not None:
+            return found
+        obj = _decode(kv)
+        made = (obj, json.dumps(obj).encode())
+        with self._lock:
+            made = self._items.setdefault(key, made)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return made
+
+
+_shared = _SharedDecodes()
 
 
 def _decode(kv: KeyValue) -> Object:
@@ -501,20 +535,22 @@ class Registry:
 
 def _watch_event(resource: ResourceType, event: Event, selectors: Selectors) -> WatchEvent | None:
     if event.type is not EventType.DELETE and selectors.everything:
-        # Every watcher decodes every event: the previous version only when a
-        # selector may have matched it and not the new one (most watch everything).
-        return WatchEvent("MODIFIED" if event.prev_kv is not None else "ADDED", _decode(event.kv))
+        # The previous version is needed only when a selector may have matched it
+        # and not the new one (most watches select everything).
+        current, encoded = _shared.get(event.kv)
+        kind = "MODIFIED" if event.prev_kv is not None else "ADDED"
+        return WatchEvent(kind, current, encoded)
     previous = _decode(event.prev_kv) if event.prev_kv is not None else None
     if event.type is EventType.DELETE:
         if previous is None or not selectors.match(resource, previous):
             return None
         previous["metadata"]["resourceVersion"] = str(event.revision)
         return WatchEvent("DELETED", previous)
-    current = _decode(event.kv)
+    current, encoded = _shared.get(event.kv)
     now_matches = selectors.match(resource, current)
     before = previous is not None and selectors.match(resource, previous)
     if now_matches:
-        return WatchEvent("MODIFIED" if before else "ADDED", current)
+        return WatchEvent("MODIFIED" if before else "ADDED", current, encoded)
     if before and previous is not None:
         # As the watch cache: the object as it last matched, at the event's version.
         previous["metadata"]["resourceVersion"] = str(event.revision)

@@ -573,6 +573,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             while True:
                 for event in pending:
+                    if event.encoded is not None and not table:
+                        kind = event.type.encode()
+                        line = b'{"type":"' + kind + b'","object":' + event.encoded + b"}\n"
+                        self._chunk(line)
+                        continue
                     obj = event.object
                     if table and event.type != "BOOKMARK":
                         obj = tables.table(resource, obj, list_=False)

@@ -6,6 +6,7 @@ versions, paging, graceful deletion and finalizers, watch events and selectors."
 from __future__ import annotations
 
 import copy
+import json
 import re
 import time
 import uuid
@@ -15,10 +16,10 @@ from typing import Any
 import pytest
 
 from control.apiserver.errors import ApiError
-from control.apiserver.objects import Registry, Selectors, WatchEvent
+from control.apiserver.objects import Registry, Selectors, WatchEvent, _SharedDecodes
 from control.apiserver.resources import ResourceType, lookup
 from control.apiserver.selectors import parse_field_selector, parse_label_selector
-from control.storage import MemoryBackend
+from control.storage import KeyValue, MemoryBackend
 
 Object = dict[str, Any]
 
@@ -1272,3 +1273,17 @@ def test_watch_from_a_bad_version(registry: Registry, version: str) -> None:
         )
     )
     assert (error.code, error.reason) == (400, "BadRequest")
+
+
+def test_watches_share_each_change_decoded_and_encoded_once() -> None:
+    shared = _SharedDecodes(size=2)
+    stored = json.dumps({"kind": "Pod", "metadata": {"name": "a"}}).encode()
+    first = KeyValue("/pods/default/a", stored, 5, 7, 2)
+    obj, encoded = shared.get(first)
+    assert obj["metadata"]["resourceVersion"] == "7"
+    assert json.loads(encoded) == obj
+    assert shared.get(KeyValue("/pods/default/a", stored, 5, 7, 2))[0] is obj  # once
+    shared.get(KeyValue("/pods/default/a", stored, 5, 8, 3))
+    shared.get(KeyValue("/pods/default/a", stored, 5, 9, 4))
+    again, _ = shared.get(first)  # fell out (size 2): decoded anew, same content
+    assert again is not obj and again == obj
