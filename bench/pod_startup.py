@@ -85,28 +85,30 @@ RunPodSandbox's 1.7 s) and three fsyncs per pod address under it.
 After creates side by side in the supervisor (a create runs in steps on its loop
 while init works: 12.7 ms of the loop per create), network setups side by side
 (IPAM without fsync), tmpfs volumes checked by a stat instead of a mountinfo parse
-per pod sync, and events written by a thread of their own, same VM, load average
-~1, --runs 2:
+per pod sync, events written by a thread of their own, 24 CRI handler threads and
+watches sharing each change's decoding, same VM, load average ~1, --runs 3:
 
                                   p50    p90    p99    max   target
-    ADDED → Running              4.89   5.25   5.66   5.80   p99 ≤ 5 (misses by 0.66)
-    all 100 Running after the create: 5.9 / 5.6 s        ≤ 30 (meets)
-    pods Running by second:  4s:3 5s:19 6s:100 (run 2)
-    CPU from the create to all Running: CRI server 3.0-3.2 s, node supervisor
-    1.7-2.0, kubelet 1.2-1.4, API server 1.2-1.3 (of 2 cores x ~5.7 s)
-    CPU at rest, % of one core: kubelet 1.10-1.25, CRI server 2.05-2.15, node
-    supervisor 0.20-0.25; kubelet + runtime 3.35-3.65 vs ≤ 5 (meets).
+    ADDED → Running              5.01   5.45   5.65   5.69   p99 ≤ 5 (misses by 0.65)
+    all 100 Running after the create: 5.6 / 5.4 / 6.2 s  ≤ 30 (meets)
+    pods Running by second:  4s:1 5s:46 6s:100 (run 2)
+    CPU from the create to all Running: CRI server 2.9-3.5 s, node supervisor
+    1.5-1.9, kubelet 1.2-1.7, API server 1.1-1.4 (of 2 cores x ~5.7 s)
+    CPU at rest, % of one core: kubelet + runtime 3.19-3.89 vs ≤ 5 (meets).
 
-Other runs of the same code: p99 4.96 (one run), 5.61, 5.76, and 7.03 with the VM
-slower (all Running 6.5-7.8 s, the CRI server's CPU up a third for the same work).
-The node is now CPU-bound: about 80% of both cores is busy during the burst, the
-CRI server (one interpreter, then 64 handler threads) most, and the pods still come
+Other invocations of the same code: p99 4.85 s (2 runs, all Running in 5.3 / 4.8 s:
+the target met), 5.31 and 6.00. The VM's speed varies by up to 70% from run to run
+(the CRI server's CPU for the same 100 pods: 2.5-5.4 s), so comparisons below were
+made in interleaved runs.
+The node is CPU-bound: about 80% of both cores is busy during the burst, the CRI
+server (one interpreter) most, and the pods still come
 up in lockstep, nearly all in the last second, each pod's start sharing the machine
 with all the others'. Limiting the pods started at once in the kubelet (12 or 32)
 made them come up in order (p50 3.6 s) but lengthened the burst (p99 6.4-6.5 s).
-24 CRI handler threads instead of 64, four single runs each, interleaved, on the VM
-when it was slower: p99 6.40/6.30/7.67/5.91 s vs 6.88/6.44/7.73/5.95, the CRI
-server's CPU 4.2/4.0/5.3/3.8 s vs 4.6/4.6/5.7/3.8 (so 24 it is).
+24 CRI handler threads instead of 64 (before the watch change), four single runs
+each, interleaved, on the VM when it was slower: p99 6.40/6.30/7.67/5.91 s vs
+6.88/6.44/7.73/5.95, the CRI server's CPU 4.2/4.0/5.3/3.8 s vs 4.6/4.6/5.7/3.8 (so
+24 it is).
 """
 
 from __future__ import annotations
