@@ -144,8 +144,8 @@ class ContainerManager:
         self._publish = publish
         self._clock = clock
         self.containers: dict[str, Container] = {}
-        # Creates waiting for their init, by id: not containers yet (no request but
-        # a second create sees them; it finds the id taken).
+        # Creates waiting for their init, by id: not containers yet (a second create
+        # finds the id taken; other requests on it are refused as InvalidState).
         self.creating: dict[str, PendingCreate] = {}
         # What `Runtime.create` imports on first use, loaded now: the first create is
         # not slower than the others, and every fork shares them.
@@ -220,8 +220,8 @@ class ContainerManager:
             fd = creation.advance()
         except Exception as e:
             self.creating.pop(container_id, None)
-            for fd in creation.ours:
-                os.close(fd)
+            for ours in creation.ours:
+                os.close(ours)
             pending.log_file.close()
             self.store.remove(container_id)
             pending.reply.fail(e)
